@@ -1,0 +1,99 @@
+"""``python -m repro``: one training run, one evaluation or one download by hand."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+import yaml
+
+from .config import ATTACKS, DATASETS, DEFENSES, LAYERS, RunSpec, Settings, load_config
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """``key.sub=value`` pairs (values parsed as YAML) applied onto a config dict."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. training.max_epochs=2")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return config
+
+
+def _settings(args) -> Settings:
+    return Settings.from_config(apply_overrides(load_config(args.config), args.set))
+
+
+def _run(args) -> RunSpec:
+    return RunSpec(args.dataset, args.defense, args.seed, args.layer, args.beta)
+
+
+def _common(parser, with_run=True):
+    parser.add_argument("--config", default="config.yaml",
+                        help="pipeline config to read (default: config.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set training.max_epochs=2 "
+                             "(repeatable)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N (default: training.device from the config)")
+    if with_run:
+        parser.add_argument("--dataset", required=True, choices=DATASETS)
+        parser.add_argument("--defense", required=True, choices=DEFENSES)
+        parser.add_argument("--layer", choices=LAYERS, default=None,
+                            help="embedding of the contrastive loss (cl-* only)")
+        parser.add_argument("--beta", type=float, default=None,
+                            help="weight of the contrastive loss (cl-* only)")
+        parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m repro", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one run and write its checkpoint")
+    _common(train)
+    train.add_argument("--out", required=True, help="checkpoint path (metrics.csv goes beside)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="accuracy of a checkpoint under an attack")
+    _common(evaluate)
+    evaluate.add_argument("--checkpoint", required=True, help="checkpoint written by train")
+    evaluate.add_argument("--attack", required=True, choices=ATTACKS)
+    evaluate.add_argument("--out", default=None, help="JSON path (default: print only)")
+
+    download = commands.add_parser("download", help="fetch a dataset into data.root")
+    _common(download, with_run=False)
+    download.add_argument("dataset", choices=DATASETS)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # SLURM and pre-emption send SIGTERM: exit non-zero at once; the resumable state of the
+    # last completed epoch is already on disk.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    settings = _settings(args)
+    if args.command == "train":
+        from .train import train_run
+
+        result = train_run(settings, _run(args), args.out, args.device,
+                           progress=False if args.no_progress else None)
+        last = result["metrics"][-1]
+        print(f"{args.out}: {result['epochs']} epochs, best val loss "
+              f"{result['best_val_loss']:.4f}, last val acc {last['val_acc']:.2f}%")
+    elif args.command == "evaluate":
+        from .evaluate import evaluate_run
+
+        result = evaluate_run(settings, _run(args), args.checkpoint, args.attack, args.out,
+                              args.device)
+        print(json.dumps({k: result[k] for k in ("attack", "top1", "top3", "top5", "n")}))
+    else:
+        from .data import prepare
+
+        print(json.dumps(prepare(settings, args.dataset)))
+    return 0

@@ -1,0 +1,227 @@
+"""Typed views of the pipeline config, and the identity of one training run.
+
+The YAML config (``config.yaml``) is the single place where protocol choices live; this module
+turns its sections into frozen dataclasses so the library never reads a raw dict. Every field
+of :class:`Protocol` is one row of the fidelity ledger (docs/fidelity.md): the attack and loss
+code reads these values and never branches on a protocol *name*.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("cifar10", "mnist")
+DEFENSES = ("standard", "at-fgsm", "at-pgd", "trades-fgsm", "trades-pgd", "cl-fgsm", "cl-pgd")
+LAYERS = ("embed1", "embed2", "embed3", "embed4", "embed5", "output")
+ATTACKS = ("clean", "fgsm", "pgd", "deepfool")
+METRICS = ("top1", "top3", "top5")
+NUM_CLASSES = 10
+
+
+def _build(cls, values: dict[str, Any] | None):
+    """Build a (possibly nested) dataclass from a dict, refusing unknown keys by name."""
+    values = dict(values or {})
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; allowed: {sorted(known)}")
+    for name, value in values.items():
+        sub = known[name].metadata.get("type")
+        if sub is not None and isinstance(value, dict):
+            values[name] = _build(sub, value)
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class PGDConfig:
+    steps: int = 20
+    step_size: float = 0.008
+    random_start: bool = False
+
+
+@dataclass(frozen=True)
+class TradesPGDConfig:
+    """The PGD used *inside* TRADES-PGD training (ledger 4)."""
+    steps: int = 20
+    step_size: float = 0.031
+    epsilon: float = 8 / 255
+
+
+@dataclass(frozen=True)
+class DeepFoolConfig:
+    steps: int = 20
+    overshoot: float = 0.02
+    overshoot_on: str = "step"  # "step": (1+o)·r each step; "total": x0 + (1+o)·Σr
+
+
+@dataclass(frozen=True)
+class TradesConfig:
+    beta: float = 1.0
+    inner: str = "ce"  # "ce": attack maximizes CE to the label; "kl": maximizes KL to f(x)
+    init_noise: float = 0.001
+
+
+@dataclass(frozen=True)
+class CLConfig:
+    distance: str = "mse"  # "mse": mean over all elements; "euclidean": per-sample L2, batch mean
+    extra_adv_pass: bool = True  # paper's code embeds x_adv in a second train-mode forward
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Every switch on which the paper's code and standard practice differ (the ledger)."""
+    epsilon: float = 0.031
+    attack_space: str = "normalized"  # "normalized": attack normalized tensors, no clipping
+    normalization: dict = field(default_factory=lambda: {"cifar10": "cifar10", "mnist": "cifar10"})
+    pgd: PGDConfig = field(default_factory=PGDConfig, metadata={"type": PGDConfig})
+    trades_pgd: TradesPGDConfig = field(default_factory=TradesPGDConfig,
+                                        metadata={"type": TradesPGDConfig})
+    deepfool: DeepFoolConfig = field(default_factory=DeepFoolConfig,
+                                     metadata={"type": DeepFoolConfig})
+    trades: TradesConfig = field(default_factory=TradesConfig, metadata={"type": TradesConfig})
+    cl: CLConfig = field(default_factory=CLConfig, metadata={"type": CLConfig})
+    topk_average: str = "batch"  # "batch": mean of per-batch accuracies; "sample": over samples
+
+    def __post_init__(self):
+        _check_choice("protocol.attack_space", self.attack_space, ("normalized", "pixel"))
+        _check_choice("protocol.deepfool.overshoot_on", self.deepfool.overshoot_on,
+                      ("step", "total"))
+        _check_choice("protocol.trades.inner", self.trades.inner, ("ce", "kl"))
+        _check_choice("protocol.cl.distance", self.cl.distance, ("mse", "euclidean"))
+        _check_choice("protocol.topk_average", self.topk_average, ("batch", "sample"))
+
+    @property
+    def clip(self) -> bool:
+        """FGSM/PGD clip to [0, 1] only when they act on pixels (ledger 2)."""
+        return self.attack_space == "pixel"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.1
+    weight_decay_by_beta: dict = field(default_factory=dict)
+    batch_size: int = 128
+    batch_size_by_dataset: dict = field(default_factory=dict)
+    max_epochs: int = 100
+    patience: int = 3
+    shuffle: bool = False
+    device: str = "auto"
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        _check_choice("training.precision", self.precision, ("fp32", "bf16"))
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"training.device: {self.device!r} is not auto, cpu, cuda or cuda:N")
+
+    def batch_size_for(self, dataset: str) -> int:
+        return int(self.batch_size_by_dataset.get(dataset, self.batch_size))
+
+    def weight_decay_for(self, run: "RunSpec") -> float:
+        if run.beta is None:
+            return self.weight_decay
+        by_beta = {float(k): float(v) for k, v in self.weight_decay_by_beta.items()}
+        return by_beta.get(float(run.beta), self.weight_decay)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "data"
+    split_seed: int = 42
+    datasets: dict = field(default_factory=dict)
+
+    def source(self, dataset: str) -> dict:
+        """The dataset's entry: source, val_size and optional subset sizes."""
+        if dataset not in self.datasets:
+            raise ValueError(f"dataset {dataset!r} is not under data.datasets in the config "
+                             f"(configured: {sorted(self.datasets)})")
+        return self.datasets[dataset]
+
+
+def _check_choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}: {value!r} is not one of {list(allowed)}")
+
+
+def format_beta(beta: float) -> str:
+    """6.0 -> '6', 0.5 -> '0.5': the spelling used in run names, paths and table labels."""
+    return f"{float(beta):g}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: the unit a checkpoint belongs to.
+
+    ``layer`` and ``beta`` are set only for the contrastive defenses (``cl-*``).
+    """
+    dataset: str
+    defense: str
+    seed: int
+    layer: str | None = None
+    beta: float | None = None
+
+    def __post_init__(self):
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("defense", self.defense, DEFENSES)
+        if self.defense.startswith("cl-"):
+            if self.layer is None or self.beta is None:
+                raise ValueError(f"{self.defense} needs a layer and a beta")
+            _check_choice("layer", self.layer, LAYERS)
+            object.__setattr__(self, "beta", float(self.beta))
+        elif self.layer is not None or self.beta is not None:
+            raise ValueError(f"{self.defense} takes no layer or beta (only cl-* do)")
+
+    @property
+    def name(self) -> str:
+        """The run's name without dataset and seed, e.g. 'at-pgd' or 'cl-fgsm-embed5-beta6'."""
+        if self.layer is None:
+            return self.defense
+        return f"{self.defense}-{self.layer}-beta{format_beta(self.beta)}"
+
+    @classmethod
+    def parse(cls, dataset: str, name: str, seed: int | str) -> "RunSpec":
+        match = re.fullmatch(r"(cl-fgsm|cl-pgd)-(\w+)-beta([0-9.]+)", name)
+        if match:
+            defense, layer, beta = match.groups()
+            return cls(dataset, defense, int(seed), layer, float(beta))
+        return cls(dataset, name, int(seed))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the library needs from a config, parsed once."""
+    data: DataConfig
+    protocol: Protocol
+    training: TrainingConfig
+    pretrained: str = "imagenet"
+    attack_chunk_size: int = 1024
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Settings":
+        """Build from a full pipeline config dict (``config.yaml``); other sections are ignored."""
+        return cls(
+            data=_build(DataConfig, config.get("data")),
+            protocol=_build(Protocol, config.get("protocol")),
+            training=_build(TrainingConfig, config.get("training")),
+            pretrained=str(config.get("model", {}).get("pretrained", "imagenet")),
+            attack_chunk_size=int(config.get("evaluation", {}).get("chunk_size", 1024)),
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Settings":
+        return cls.from_config(load_config(path))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_config(path: str | Path) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle) or {}

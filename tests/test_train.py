@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+import repro.train as train_module
+from repro.config import RunSpec
+from repro.io import load_torch
+from repro.train import NonFiniteLoss, train_run
+
+RUN = RunSpec("cifar10", "at-fgsm", seed=1)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_gives_identical_checkpoints(make_settings, tmp_path):
+    settings = make_settings("training.shuffle=true", "data.datasets.cifar10.subset.train=64")
+    first = train_run(settings, RUN, tmp_path / "a" / "model.pt", progress=False)
+    second = train_run(settings, RUN, tmp_path / "b" / "model.pt", progress=False)
+    assert _same_weights(first["model"], second["model"])
+    assert (tmp_path / "a" / "metrics.csv").read_text().startswith("epoch,train_loss")
+    assert not (tmp_path / "a" / "model.pt.state").exists()
+    saved = load_torch(tmp_path / "a" / "model.pt")
+    assert saved["run"] == RUN.as_dict() and saved["data_source"].startswith("synthetic")
+    assert saved["provenance"]["torch"] == torch.__version__
+
+
+def test_a_few_epochs_on_synthetic_data_raise_accuracy(make_settings, tmp_path):
+    settings = make_settings("training.lr=0.001", "training.max_epochs=3",
+                             "data.datasets.cifar10.subset.train=256")
+    result = train_run(settings, RunSpec("cifar10", "standard", 0), tmp_path / "m.pt",
+                       progress=False)
+    accuracies = [row["val_acc"] for row in result["metrics"]]
+    assert accuracies[-1] > max(40.0, accuracies[0])
+
+
+def test_resumed_run_equals_uninterrupted_run(make_settings, tmp_path, monkeypatch):
+    settings = make_settings("training.shuffle=true", "data.datasets.cifar10.subset.train=64")
+    run = RunSpec("cifar10", "trades-fgsm", seed=2)
+    whole = train_run(settings, run, tmp_path / "whole" / "model.pt", progress=False)
+
+    original = train_module._train_epoch
+
+    def dies_in_second_epoch(*args, **kwargs):
+        if args[6] == 1:  # epoch index
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(settings, run, tmp_path / "resumed" / "model.pt", progress=False)
+    assert (tmp_path / "resumed" / "model.pt.state").exists()
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    monkeypatch.setattr(train_module, "_train_epoch", original)
+    resumed = train_run(settings, run, tmp_path / "resumed" / "model.pt", progress=False)
+    assert _same_weights(whole["model"], resumed["model"])
+    assert [m["val_loss"] for m in whole["metrics"]] == [m["val_loss"] for m in resumed["metrics"]]
+
+
+def test_nan_loss_stops_with_epoch_and_batch_and_no_checkpoint(make_settings, tmp_path,
+                                                                monkeypatch):
+    def nan_loss(model, inputs, labels, run, protocol, generator):
+        logits = model(inputs)
+        return logits.sum() * float("nan"), logits
+
+    monkeypatch.setattr(train_module, "training_loss", nan_loss)
+    with pytest.raises(NonFiniteLoss, match="epoch 1, batch 1"):
+        train_run(make_settings(), RunSpec("cifar10", "standard", 0), tmp_path / "m.pt",
+                  progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_early_stopping_waits_patience_epochs(make_settings, tmp_path):
+    settings = make_settings("training.lr=0", "training.max_epochs=10", "training.patience=2")
+    result = train_run(settings, RunSpec("mnist", "standard", 0), tmp_path / "m.pt",
+                       progress=False)
+    assert result["epochs"] == 3  # one best epoch, then two without improvement
+    assert [m["best"] for m in result["metrics"]] == [True, False, False]
+
+
+def test_weight_decay_and_batch_size_follow_the_ledger(make_settings):
+    settings = make_settings("training.weight_decay_by_beta={'0.5': 0.5}",
+                             "training.batch_size_by_dataset={mnist: 32}")
+    record = train_module.run_record(settings, RunSpec("mnist", "cl-fgsm", 0, "embed5", 0.5))
+    assert (record["weight_decay"], record["batch_size"]) == (0.5, 32)
+    record = train_module.run_record(settings, RunSpec("cifar10", "cl-fgsm", 0, "embed5", 6))
+    assert (record["weight_decay"], record["batch_size"]) == (0.1, 32)
