@@ -12,7 +12,6 @@ from repro.model import build_model
 def batch(make_settings):
     def make(*overrides, dataset="mnist"):
         settings = make_settings(*overrides)
-        torch.manual_seed(0)
         model = build_model(settings, dataset).train()
         pixels, labels = next(data.batches(data.load(settings, dataset).train, 16))
         return settings, model, model.to_input(pixels), labels

@@ -148,8 +148,10 @@ def _check_choice(key: str, value, allowed) -> None:
 
 
 def format_beta(beta: float) -> str:
-    """6.0 -> '6', 0.5 -> '0.5': the spelling used in run names, paths and table labels."""
-    return f"{float(beta):g}"
+    """6.0 -> '6', 0.5 -> '0.5', 1e-05 -> '1e-05': the exact, shortest spelling used in run
+    names, paths and table labels (``RunSpec.parse`` reads it back to the same float)."""
+    text = repr(float(beta))
+    return text[:-2] if text.endswith(".0") else text
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class RunSpec:
 
     @classmethod
     def parse(cls, dataset: str, name: str, seed: int | str) -> "RunSpec":
-        match = re.fullmatch(r"(cl-fgsm|cl-pgd)-(\w+)-beta([0-9.]+)", name)
+        match = re.fullmatch(r"(cl-fgsm|cl-pgd)-(\w+)-beta([0-9.e+-]+)", name)
         if match:
             defense, layer, beta = match.groups()
             return cls(dataset, defense, int(seed), layer, float(beta))

@@ -8,6 +8,7 @@ protocol is running (ledger 2).
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import torch
@@ -23,6 +24,9 @@ TAP_AFTER = {"embed1": "maxpool", "embed2": "layer1", "embed3": "layer2", "embed
              "embed5": "avgpool", "output": "fc"}
 TAP_NAMES = {"embed1": "Embedding-1", "embed2": "Embedding-2", "embed3": "Embedding-3",
              "embed4": "Embedding-4", "embed5": "Embedding-5", "output": "Output"}
+
+
+_INIT_LOCK = threading.Lock()
 
 
 class WeightsUnavailable(RuntimeError):
@@ -69,9 +73,19 @@ class Classifier(nn.Module):
         return (out if last == "fc" else None), taps
 
 
-def build_model(settings: Settings, dataset: str) -> Classifier:
-    """ResNet-18 with the configured initial weights; fc is freshly initialized (seeded by
-    the caller's RNG state)."""
+def build_model(settings: Settings, dataset: str, seed: int = 0) -> Classifier:
+    """ResNet-18 with the configured initial weights and a fresh fc, initialized from ``seed``.
+
+    Initialization draws from torch's global RNG; a lock and a forked RNG make it depend on
+    ``seed`` alone, even when jobs run in threads of one process (Snakemake with
+    ``--force-use-threads``), and leave the caller's RNG state untouched.
+    """
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(settings, dataset)
+
+
+def _build(settings: Settings, dataset: str) -> Classifier:
     from torchvision.models import ResNet18_Weights, resnet18
 
     pretrained = settings.pretrained

@@ -3,7 +3,7 @@
 Resumable: after every epoch the full state (model, optimizer, best weights, early-stopping
 counters, metrics, RNG state) is written atomically next to the checkpoint, and a restarted
 run continues from its last completed epoch. Shuffling and attack noise draw from generators
-seeded by (seed, epoch), so a resumed run on CPU ends bit-identical to an uninterrupted one.
+seeded by (seed, epoch) and the weights are initialized from the seed, so a resumed run on CPU ends bit-identical to an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ def autocast(settings: Settings, device: torch.device):
     return nullcontext()
 
 
-def prepare_model(settings: Settings, dataset: str, device: torch.device):
-    model = build_model(settings, dataset).to(device)
+def prepare_model(settings: Settings, dataset: str, device: torch.device, seed: int = 0):
+    model = build_model(settings, dataset, seed).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -84,8 +84,7 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
     batch_size = cfg.batch_size_for(run.dataset)
     record = run_record(settings, run)
 
-    torch.manual_seed(run.seed)
-    model = prepare_model(settings, run.dataset, device)
+    model = prepare_model(settings, run.dataset, device, run.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay_for(run))
     state_path = checkpoint.with_name(checkpoint.name + ".state")
@@ -98,7 +97,6 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
                                f"start this run from scratch")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
         state = {k: saved[k] for k in state}
         print(f"resuming {run.name} seed {run.seed} after epoch {state['epoch']}",
               file=sys.stderr)
@@ -126,8 +124,7 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
         state["epoch"] = epoch + 1
         io.write_text(checkpoint.with_name("metrics.csv"), _metrics_csv(state["metrics"]))
         io.save_torch(state_path, {**state, "record": record, "model": model.state_dict(),
-                                   "optimizer": optimizer.state_dict(),
-                                   "rng": torch.get_rng_state()})
+                                   "optimizer": optimizer.state_dict()})
 
     result = {"model": state["best_model"], **record, "metrics": state["metrics"],
               "best_val_loss": state["best_val"], "epochs": state["epoch"],
