@@ -119,12 +119,12 @@ class TrainingConfig:
             raise ValueError(f"training.device: {self.device!r} is not auto, cpu, cuda or cuda:N")
 
     def batch_size_for(self, dataset: str) -> int:
-        return int(self.batch_size_by_dataset.get(dataset, self.batch_size))
+        return int((self.batch_size_by_dataset or {}).get(dataset, self.batch_size))
 
     def weight_decay_for(self, run: "RunSpec") -> float:
         if run.beta is None:
             return self.weight_decay
-        by_beta = {float(k): float(v) for k, v in self.weight_decay_by_beta.items()}
+        by_beta = {float(k): float(v) for k, v in (self.weight_decay_by_beta or {}).items()}
         return by_beta.get(float(run.beta), self.weight_decay)
 
 
