@@ -25,8 +25,8 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
     return config
 
 
-def _settings(args) -> Settings:
-    return Settings.from_config(apply_overrides(load_config(args.config), args.set))
+def _config(args) -> dict:
+    return apply_overrides(load_config(args.config, *args.configfile), args.set)
 
 
 def _run(args) -> RunSpec:
@@ -36,6 +36,9 @@ def _run(args) -> RunSpec:
 def _common(parser, with_run=True):
     parser.add_argument("--config", default="config.yaml",
                         help="pipeline config to read (default: config.yaml)")
+    parser.add_argument("--configfile", action="append", default=[], metavar="PRESET",
+                        help="preset merged over --config, as in Snakemake, e.g. "
+                             "config/smoke.yaml (repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set training.max_epochs=2 "
                              "(repeatable)")
@@ -69,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     download = commands.add_parser("download", help="fetch a dataset into data.root")
     _common(download, with_run=False)
     download.add_argument("dataset", choices=DATASETS)
+
+    estimate = commands.add_parser("estimate", help="jobs and GPU-hours the config implies")
+    _common(estimate, with_run=False)
+    estimate.add_argument("--images-per-second", nargs="+", required=True,
+                          metavar="[DEFENSE=]N",
+                          help="training throughput: one number for all defenses, or "
+                               "DEFENSE=N pairs (benchmarks/train.py prints them)")
+    estimate.add_argument("--epochs", type=int, default=20,
+                          help="epochs per run before early stopping (default 20)")
+    estimate.add_argument("--deepfool-steps", type=float, default=3,
+                          help="DeepFool steps typically taken per sample (default 3)")
     return parser
 
 
@@ -77,7 +91,8 @@ def main(argv=None) -> int:
     # SLURM and pre-emption send SIGTERM: exit non-zero at once; the resumable state of the
     # last completed epoch is already on disk.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    settings = _settings(args)
+    config = _config(args)
+    settings = Settings.from_config(config)
     if args.command == "train":
         from .train import train_run
 
@@ -92,6 +107,11 @@ def main(argv=None) -> int:
         result = evaluate_run(settings, _run(args), args.checkpoint, args.attack, args.out,
                               args.device)
         print(json.dumps({k: result[k] for k in ("attack", "top1", "top3", "top5", "n")}))
+    elif args.command == "estimate":
+        from .estimate import estimate, format_estimate, parse_rates
+
+        print(format_estimate(estimate(config, parse_rates(args.images_per_second),
+                                       args.epochs, args.deepfool_steps)))
     else:
         from .data import prepare
 

@@ -224,6 +224,21 @@ class Settings:
         return asdict(self)
 
 
-def load_config(path: str | Path) -> dict:
+def load_config(path: str | Path, *overlays: str | Path) -> dict:
+    """A YAML config with ``overlays`` merged over it, nested keys one by one, as Snakemake
+    merges ``--configfile`` presets over the Snakefile's ``config.yaml``."""
     with open(path) as handle:
-        return yaml.safe_load(handle) or {}
+        config = yaml.safe_load(handle) or {}
+    for overlay in overlays:
+        merge_config(config, load_config(overlay))
+    return config
+
+
+def merge_config(base: dict, overlay: dict) -> dict:
+    """Merge ``overlay`` into ``base`` in place: dicts key by key, anything else replaced."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_config(base[key], value)
+        else:
+            base[key] = value
+    return base

