@@ -85,3 +85,16 @@ def test_weight_decay_and_batch_size_follow_the_ledger(make_settings):
     assert (record["weight_decay"], record["batch_size"]) == (0.5, 32)
     record = train_module.run_record(settings, RunSpec("cifar10", "cl-fgsm", 0, "embed5", 6))
     assert (record["weight_decay"], record["batch_size"]) == (0.1, 32)
+
+
+def test_bf16_training_agrees_with_fp32_on_a_tiny_run(make_settings, tmp_path):
+    results = {}
+    for precision in ("fp32", "bf16"):
+        settings = make_settings("training.lr=0.001", f"training.precision={precision}",
+                                 "data.datasets.cifar10.subset.train=64", "training.max_epochs=1")
+        results[precision] = train_run(settings, RunSpec("cifar10", "at-fgsm", 0),
+                                       tmp_path / precision / "model.pt", progress=False)
+    fp32, bf16 = (results[p]["metrics"][0] for p in ("fp32", "bf16"))
+    assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], rel=0.05)
+    assert bf16["val_loss"] == pytest.approx(fp32["val_loss"], rel=0.05)
+    assert results["bf16"]["precision"] == "bf16"
