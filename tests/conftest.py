@@ -1,11 +1,14 @@
 """Shared fixtures: tiny offline settings (synthetic CIFAR-10 stand-in, embedded MNIST)."""
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 
 from repro.cli import apply_overrides
-from repro.config import Settings
+from repro.config import Settings, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {
     "data": {"root": "unused-offline", "split_seed": 42, "datasets": {
@@ -35,3 +38,9 @@ def make_settings(tiny_config):
     def make(*overrides: str) -> Settings:
         return Settings.from_config(apply_overrides(copy.deepcopy(tiny_config), list(overrides)))
     return make
+
+
+@pytest.fixture
+def paper_config() -> dict:
+    """A fresh copy of the full reproduction config (tests may edit it)."""
+    return load_config(ROOT / "config.yaml")

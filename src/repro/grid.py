@@ -1,0 +1,181 @@
+"""The experiment grid: which runs, attacks and metric each of the paper's nine tables needs.
+
+This is the one place that knows the paper's table layout. The Snakefile asks it for targets
+and for each table's inputs; the report asks it for row order and labels. Both read the same
+:class:`Table` objects, so a table can never be rendered from runs that were not scheduled.
+Everything that varies (seeds, betas, layers, attacks) comes from the config's ``grid:`` and
+``evaluation:`` sections; adding a beta to the config adds exactly the runs that use it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.config import ATTACKS, DEFENSES, RunSpec, format_beta
+
+# The paper's fixed structure: table number -> (dataset, metric) for the six main tables.
+MAIN_TABLES = {1: ("cifar10", "top1"), 2: ("mnist", "top1"),
+               6: ("cifar10", "top3"), 7: ("cifar10", "top5"),
+               8: ("mnist", "top3"), 9: ("mnist", "top5")}
+LAYER_TABLE, BETA_TABLE, EMBEDDING_TABLE = 4, 5, 3
+ABLATION_DATASET = "cifar10"  # Tables 4 and 5 are CIFAR-10 only in the paper
+TABLE_NUMBERS = tuple(range(1, 10))
+# Plot name -> the table whose runs it draws (same runs, another view).
+PLOTS = {"beta": BETA_TABLE, "layer": LAYER_TABLE}
+
+DATASET_NAMES = {"cifar10": "CIFAR-10", "mnist": "MNIST"}
+ATTACK_NAMES = {"clean": "Id", "fgsm": "FGSM", "pgd": "PGD", "deepfool": "Deepfool"}
+METRIC_NAMES = {"top1": "Top1", "top3": "Top3", "top5": "Top5"}
+DEFENSE_LABELS = {"standard": "ResNet", "at-fgsm": "ResNet+AT-FGSM", "at-pgd": "ResNet+AT-PGD",
+                  "trades-fgsm": "ResNet+TRADES-FGSM", "trades-pgd": "ResNet+TRADES-PGD",
+                  "cl-fgsm": "ResNet+CL-FGSM", "cl-pgd": "ResNet+CL-PGD"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: a run configuration without dataset and seed (those come from the table)."""
+    label: str
+    defense: str
+    layer: str | None = None
+    beta: float | None = None
+
+    def run(self, dataset: str, seed: int) -> RunSpec:
+        return RunSpec(dataset, self.defense, seed, self.layer, self.beta)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One of the paper's tables. ``kind`` is "accuracy" (rows x attacks) or "embedding"."""
+    number: int
+    kind: str
+    title: str
+    dataset: str | None = None
+    metric: str | None = None
+    rows: tuple[Row, ...] = ()
+    attacks: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
+
+    def runs(self) -> list[RunSpec]:
+        """Every (row, seed) run this table needs, in row order then seed order."""
+        return [row.run(self.dataset, seed) for row in self.rows for seed in self.seeds]
+
+
+def _attack_of(defense: str) -> str:
+    """'cl-fgsm' -> 'FGSM': the training attack as the paper spells it in row labels."""
+    return defense.split("-", 1)[1].upper()
+
+
+def layer_label(layer: str) -> str:
+    """'embed1' -> 'Embed-1', 'output' -> 'Output' (the paper's Table 4 spelling)."""
+    return f"Embed-{layer[len('embed'):]}" if layer.startswith("embed") else layer.capitalize()
+
+
+def _main_rows(grid: dict) -> tuple[Row, ...]:
+    """Tables 1, 2, 6-9: every defense; the cl-* ones at the main layer and their main beta."""
+    rows = []
+    for defense in DEFENSES:
+        if defense.startswith("cl-"):
+            rows.append(Row(DEFENSE_LABELS[defense], defense, grid["main_layer"],
+                            float(grid["main_beta"][defense])))
+        else:
+            rows.append(Row(DEFENSE_LABELS[defense], defense))
+    return tuple(rows)
+
+
+def _layer_rows(spec: dict) -> tuple[Row, ...]:
+    """Table 4: one row per layer, fixed defense and beta."""
+    defense = spec["defense"]
+    return tuple(Row(f"ResNet+CL-{layer_label(layer)}-{_attack_of(defense)}", defense, layer,
+                     float(spec["beta"])) for layer in spec["layers"])
+
+
+def _beta_rows(spec: dict) -> tuple[Row, ...]:
+    """Table 5: one row per beta, fixed defense and layer."""
+    defense = spec["defense"]
+    return tuple(Row(f"ResNet+CL-{format_beta(beta)}-{_attack_of(defense)}", defense,
+                     spec["layer"], float(beta)) for beta in spec["betas"])
+
+
+def attacks(config: dict) -> tuple[str, ...]:
+    """The configured attacks in the paper's column order (clean, fgsm, pgd, deepfool)."""
+    chosen = set(config["evaluation"]["attacks"])
+    return tuple(a for a in ATTACKS if a in chosen)
+
+
+def tables(config: dict) -> dict[int, Table]:
+    """All nine tables, built from the config's ``grid`` and ``evaluation`` sections."""
+    grid = config["grid"]
+    common = {"attacks": attacks(config), "seeds": tuple(int(s) for s in grid["seeds"])}
+    result = {}
+    for number, (dataset, metric) in MAIN_TABLES.items():
+        title = (f"{METRIC_NAMES[metric]} classification accuracy (%) under different attack "
+                 f"on {DATASET_NAMES[dataset]} [mean (std)]")
+        result[number] = Table(number, "accuracy", title, dataset, metric, _main_rows(grid),
+                               **common)
+    ablation = f"Top1 classification accuracy (%) on {DATASET_NAMES[ABLATION_DATASET]} [mean (std)]"
+    result[LAYER_TABLE] = Table(LAYER_TABLE, "accuracy", f"Ablation study on embeddings. {ablation}",
+                                ABLATION_DATASET, "top1", _layer_rows(grid["layer_ablation"]),
+                                **common)
+    result[BETA_TABLE] = Table(BETA_TABLE, "accuracy", f"Ablation study on beta. {ablation}",
+                               ABLATION_DATASET, "top1", _beta_rows(grid["beta_ablation"]),
+                               **common)
+    result[EMBEDDING_TABLE] = Table(EMBEDDING_TABLE, "embedding",
+                                    "Definitions of embedding spaces and output space")
+    return dict(sorted(result.items()))
+
+
+def all_runs(config: dict) -> list[RunSpec]:
+    """Every distinct run of every table, each once (a run shared by tables is trained once)."""
+    seen: dict[RunSpec, None] = {}
+    for table in tables(config).values():
+        for run in table.runs():
+            seen.setdefault(run, None)
+    return list(seen)
+
+
+# ---- paths: the contract between the workflow, the library and the report ----
+
+def run_dir(results: str, run: RunSpec) -> Path:
+    return Path(results) / "runs" / run.dataset / run.name / f"seed{run.seed}"
+
+
+def checkpoint_path(results: str, run: RunSpec) -> Path:
+    return run_dir(results, run) / "model.pt"
+
+
+def eval_path(results: str, run: RunSpec, attack: str) -> Path:
+    return run_dir(results, run) / "eval" / f"{attack}.json"
+
+
+def data_marker(config: dict, dataset: str) -> Path:
+    """Per source, so switching a dataset's source (real <-> stand-in) re-prepares its data."""
+    source = config["data"]["datasets"][dataset]["source"]
+    return Path(config["data"]["root"]) / f"{dataset}-{source}.ready.json"
+
+
+def table_inputs(config: dict, number: int) -> list[str]:
+    """The eval JSONs a table is aggregated from (empty for the embedding table)."""
+    table = tables(config)[number]
+    return [str(eval_path(config["results"], run, attack))
+            for run in table.runs() for attack in table.attacks]
+
+
+def table_files(config: dict, number: int) -> list[str]:
+    return [f"{config['results']}/table{number}.{ext}" for ext in ("md", "csv", "tex")]
+
+
+def plot_files(config: dict) -> list[str]:
+    return [f"{config['results']}/plots/{name}.{ext}" for name in PLOTS for ext in ("png", "pdf")]
+
+
+def comparison_files(config: dict) -> list[str]:
+    """The paper against this folder's numbers, and the ledger with this folder's values."""
+    return [f"{config['results']}/{name}.{ext}" for name in ("comparison", "ledger")
+            for ext in ("md", "csv")]
+
+
+def targets(config: dict) -> list[str]:
+    """Everything ``rule all`` builds: every table in three formats, both plots, the
+    comparison with the paper and the ledger."""
+    files = [f for number in TABLE_NUMBERS for f in table_files(config, number)]
+    return files + plot_files(config) + comparison_files(config)

@@ -1,0 +1,71 @@
+"""The experiment grid: nine tables, paper labels and order, shared runs counted once."""
+import csv
+from pathlib import Path
+
+import pytest
+
+from repro import grid
+from repro.config import RunSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def paper_rows() -> dict[int, list[str]]:
+    """Row labels per table, in the paper's order, from the paper's reported numbers."""
+    rows: dict[int, list[str]] = {}
+    with open(ROOT / "src/repro/reported.csv") as handle:
+        for rec in csv.DictReader(handle):
+            labels = rows.setdefault(int(rec["table"]), [])
+            if rec["row_label"] not in labels:
+                labels.append(rec["row_label"])
+    return rows
+
+
+def test_nine_tables_with_paper_rows_in_order(paper_config):
+    tables = grid.tables(paper_config)
+    assert list(tables) == list(range(1, 10))
+    for number, labels in paper_rows().items():
+        assert [row.label for row in tables[number].rows] == labels, number
+    assert tables[3].kind == "embedding" and not tables[3].runs()
+
+
+def test_tables_name_dataset_metric_and_attacks(paper_config):
+    tables = grid.tables(paper_config)
+    assert (tables[7].dataset, tables[7].metric) == ("cifar10", "top5")
+    assert (tables[8].dataset, tables[8].metric) == ("mnist", "top3")
+    assert tables[1].attacks == ("clean", "fgsm", "pgd", "deepfool")
+
+
+def test_runs_follow_config(paper_config):
+    tables = grid.tables(paper_config)
+    cl_pgd = [r for r in tables[1].rows if r.defense == "cl-pgd"][0]
+    assert (cl_pgd.layer, cl_pgd.beta) == ("embed5", 1.5)  # ledger 8: the code's beta
+    assert {run.seed for run in tables[4].runs()} == {0, 1, 2}
+    assert len(tables[4].runs()) == 18
+
+
+def test_shared_runs_once(paper_config):
+    runs = grid.all_runs(paper_config)
+    assert len(runs) == len(set(runs)) == 24 * 3
+    shared = RunSpec("cifar10", "cl-fgsm", 0, "embed5", 6)
+    assert sum(shared in t.runs() for t in grid.tables(paper_config).values()) == 5
+    assert runs.count(shared) == 1
+
+
+def test_one_more_beta_adds_exactly_its_runs(paper_config):
+    before = set(grid.all_runs(paper_config))
+    paper_config["grid"]["beta_ablation"]["betas"].append(2)
+    added = set(grid.all_runs(paper_config)) - before
+    assert {(r.defense, r.layer, r.beta) for r in added} == {("cl-fgsm", "embed5", 2.0)}
+    assert len(added) == 3
+
+
+def test_paths_are_the_library_contract(paper_config):
+    run = RunSpec.parse("cifar10", "cl-fgsm-embed5-beta6", 1)
+    assert str(grid.checkpoint_path("results", run)) == \
+        "results/runs/cifar10/cl-fgsm-embed5-beta6/seed1/model.pt"
+    assert str(grid.eval_path("results", run, "pgd")) == \
+        "results/runs/cifar10/cl-fgsm-embed5-beta6/seed1/eval/pgd.json"
+    assert str(grid.data_marker(paper_config, "mnist")) == "data/mnist-torchvision.ready.json"
+    assert len(grid.table_inputs(paper_config, 4)) == 72
+    assert len(grid.targets(paper_config)) == 9 * 3 + 2 * 2

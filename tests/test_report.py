@@ -1,0 +1,88 @@
+"""Report rendering on hand-made eval JSONs: aggregation, captions, files, plots."""
+import csv
+import statistics
+
+import pytest
+
+from repro import grid, report
+
+
+@pytest.fixture
+def tables(paper_config):
+    paper_config["grid"]["seeds"] = [0, 1]
+    return grid.tables(paper_config)
+
+
+def fake_evals(table, source="synthetic stand-in for CIFAR-10"):
+    """One eval JSON per (run, attack) with a known, seed-dependent accuracy."""
+    evals = []
+    for run in table.runs():
+        for i, attack in enumerate(table.attacks):
+            value = 10.0 * i + run.seed
+            evals.append({"run": run.as_dict(), "attack": attack, "top1": value,
+                          "top3": value + 1, "top5": value + 2, "n": 32,
+                          "data_source": source, "protocol": {"epsilon": 0.031}})
+    return evals
+
+
+def test_aggregate_mean_and_sample_std(tables):
+    cells = report.aggregate(tables[4], fake_evals(tables[4]))
+    mean, std, n = cells[("ResNet+CL-Output-FGSM", "pgd")]
+    assert (mean, n) == (20.5, 2)
+    assert std == pytest.approx(statistics.stdev([20.0, 21.0]))
+
+
+def test_missing_seed_is_an_error(tables):
+    evals = [e for e in fake_evals(tables[5]) if e["run"]["seed"] == 0]
+    with pytest.raises(ValueError, match="seed"):
+        report.aggregate(tables[5], evals)
+
+
+def test_caption_names_source_metric_seeds_protocol(tables):
+    text = report.caption(tables[7], fake_evals(tables[7]))
+    for part in ("Table 7", "synthetic stand-in for CIFAR-10", "top5", "seeds 0, 1",
+                 "epsilon=0.031", "32 test images"):
+        assert part in text
+
+
+def test_mixed_sources_refused(tables):
+    evals = fake_evals(tables[1])
+    evals[0]["data_source"] = "real CIFAR-10 (torchvision)"
+    with pytest.raises(ValueError, match="data source"):
+        report.caption(tables[1], evals)
+
+
+def test_written_table_files(tables, tmp_path):
+    table = tables[5]
+    paths = [tmp_path / f"t.{ext}" for ext in ("md", "csv", "tex")]
+    report.write_accuracy_table(table, fake_evals(table), *paths, compare_with_paper=True)
+    md = paths[0].read_text()
+    assert "| Model | Id | FGSM | PGD | Deepfool |" in md
+    assert "| ResNet+CL-0.1-FGSM | 0.50 (0.71) [paper 74.92 (0.54)] |" in md
+    rows = list(csv.DictReader(paths[1].open()))
+    assert [r["row_label"] for r in rows] == [r.label for r in table.rows]
+    assert float(rows[0]["fgsm_mean"]) == 10.5 and rows[0]["paper_fgsm_mean"] == "51.17"
+    assert r"\caption{Table 5" in paths[2].read_text()
+
+
+def test_embedding_table(tables, tmp_path):
+    row = {"layer": "embed1", "name": "Embedding-1", "components": "conv1 + bn1 + relu + maxpool"}
+    rows = {"cifar10": [dict(row, shape=[64, 8, 8], dim=4096)],
+            "mnist": [dict(row, shape=[64, 7, 7], dim=3136)]}
+    paths = [tmp_path / f"t3.{ext}" for ext in ("md", "csv", "tex")]
+    report.write_embedding_table(tables[3], rows, *paths)
+    assert "| Embedding-1 | conv1 + bn1 + relu + maxpool | 64×8×8 | 4096 | 64×7×7 | 3136 |" \
+        in paths[0].read_text()
+
+
+@pytest.mark.parametrize("by, number", [("beta", 5), ("layer", 4)])
+def test_plots(tables, tmp_path, by, number):
+    outputs = [tmp_path / f"{by}.png", tmp_path / f"{by}.pdf"]
+    report.plot_table(tables[number], fake_evals(tables[number]), by, outputs)
+    assert all(p.stat().st_size > 1000 for p in outputs)
+
+
+def test_reported_numbers_shipped():
+    paper = report.reported()
+    assert paper[(1, "ResNet+CL-FGSM", "pgd")] == (46.52, 0.17)
+    assert (8, "ResNet+CL-PGD", "clean") not in paper  # the unreadable cell

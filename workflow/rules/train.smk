@@ -1,0 +1,17 @@
+# One training job per (dataset, run, seed); `run` is RunSpec.name (defense[-layer-beta]).
+
+
+rule train:
+    input:
+        data=data_marker,
+    output:
+        checkpoint=RUN_DIR + "/model.pt",
+    log:
+        LOGS + "/train/{dataset}/{run}/seed{seed}.log",
+    benchmark:
+        LOGS + "/benchmarks/train/{dataset}/{run}/seed{seed}.tsv"
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **job_resources("train"),
+    run:
+        run_job(rule, input, output, params, wildcards, threads, resources, log)

@@ -1,0 +1,18 @@
+"""Every cell of the paper beside ours, with verdicts and the paper's conclusions as checks."""
+from repro import compare, report
+from repro.io import write_text
+
+from .jobutil import job_log
+
+
+def main(job):
+    with job_log(job):
+        paper = report.reported_numbers()
+        ours = compare.table_numbers(dict(zip(job.params.tables, job.input)))
+        cells = compare.compare(paper, ours)
+        about = (f"Ours: `{job.config['results']}`. {compare.data_note(job.config)} The "
+                 "protocol values of this run are in `ledger.md` beside this file.")
+        claims = compare.claims_grid({"paper's numbers": compare.Numbers(paper),
+                                      "ours": compare.Numbers(ours)})
+        write_text(job.output.md, compare.comparison_markdown(cells, claims, about))
+        write_text(job.output.csv, compare.comparison_csv(cells))
