@@ -75,7 +75,7 @@ def data_note(config: dict) -> str:
     """What our numbers were computed on; a loud warning when a dataset is a stand-in."""
     settings = Settings.from_config(config)
     datasets = config["data"]["datasets"]
-    note = (f"Seeds {list(config['grid']['seeds'])}; data: " + "; ".join(
+    note = ("Data: " + "; ".join(
         f"{DATASET_NAMES[d]}: {describe_source(settings, d)}" for d in datasets) + ".")
     stand_ins = [DATASET_NAMES[d] for d, entry in datasets.items()
                  if entry["source"] != "torchvision" or entry.get("subset")]

@@ -5,7 +5,7 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,8 +21,10 @@ def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    # Not tempfile.mkstemp: its files are mode 0600, so results on a shared cluster filesystem
+    # would be unreadable to the rest of the group. os.open applies the umask as usual.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -10,7 +10,8 @@ def main(job):
         paper = report.reported_numbers()
         ours = compare.table_numbers(dict(zip(job.params.tables, job.input)))
         cells = compare.compare(paper, ours)
-        about = (f"Ours: `{job.config['results']}`. {compare.data_note(job.config)} The "
+        about = (f"Ours: `{job.config['results']}`, seeds {job.config['grid']['seeds']}. "
+                 f"{compare.data_note(job.config)} The "
                  "protocol values of this run are in `ledger.md` beside this file.")
         claims = compare.claims_grid({"paper's numbers": compare.Numbers(paper),
                                       "ours": compare.Numbers(ours)})

@@ -1,0 +1,40 @@
+"""Atomic outputs: a failed write leaves the previous file whole and no temporary behind."""
+import os
+import stat
+
+import pytest
+
+from repro.io import CorruptFile, atomic_path, read_json, write_json, write_text
+
+
+def test_a_crash_mid_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "table.md"
+    write_text(target, "finished work\n")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half a ta")
+            raise RuntimeError("killed")
+    assert target.read_text() == "finished work\n"
+    assert os.listdir(tmp_path) == ["table.md"]
+
+
+def test_outputs_follow_the_umask_like_any_file(tmp_path):
+    """Results on a shared cluster filesystem must be readable by the group (mkstemp gives 0600)."""
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.md", "x")
+        plain = tmp_path / "b.md"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.md").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_a_json_that_does_not_load_names_the_file_and_the_fix(tmp_path):
+    write_json(tmp_path / "ok.json", {"top1": 1.0})
+    assert read_json(tmp_path / "ok.json", ["top1"]) == {"top1": 1.0}
+    with pytest.raises(CorruptFile, match=r"ok\.json lacks \['n'\].*delete it"):
+        read_json(tmp_path / "ok.json", ["top1", "n"])
+    (tmp_path / "cut.json").write_text('{"top1": 1.')
+    with pytest.raises(CorruptFile, match=r"cut\.json does not load as JSON.*delete it"):
+        read_json(tmp_path / "cut.json")
