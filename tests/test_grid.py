@@ -68,4 +68,6 @@ def test_paths_are_the_library_contract(paper_config):
         "results/runs/cifar10/cl-fgsm-embed5-beta6/seed1/eval/pgd.json"
     assert str(grid.data_marker(paper_config, "mnist")) == "data/mnist-torchvision.ready.json"
     assert len(grid.table_inputs(paper_config, 4)) == 72
-    assert len(grid.targets(paper_config)) == 9 * 3 + 2 * 2
+    targets = grid.targets(paper_config)
+    assert len(targets) == 9 * 3 + 2 * 2 + 2 * 2  # tables, plots, comparison and ledger
+    assert {"results/comparison.csv", "results/ledger.md"} <= set(targets)

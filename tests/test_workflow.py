@@ -202,7 +202,8 @@ def test_smoke_comparison_has_every_paper_cell(smoke):
                        - float(row["diff"])) < 1e-3
     text = (smoke / "paper/comparison.md").read_text()
     assert "216 cells of the paper" in text and "Not the paper's data" in text
-    verdicts = re.findall(r"^\| .+ \| §5\.\d, Table \d \| holds \| (holds|fails|n/a) \|$", text, re.M)
+    verdicts = re.findall(r"^\| .+ \| §5\.\d, Table \d \| holds \| (holds|fails|n/a) \|$",
+                          text, re.M)
     assert len(verdicts) == 8 and "n/a" not in verdicts  # every claim evaluated on our numbers
 
 
@@ -232,3 +233,45 @@ def test_protocols_needs_the_other_protocols_tables(tmp_path):
                      str(config), check=False)
     assert proc.returncode != 0
     assert "config/standard.yaml" in proc.stdout + proc.stderr
+
+
+def _table4_config(folder: Path, name: str) -> Path:
+    """Table 4 of the smoke preset cut to two layers, one seed and two attacks."""
+    config = load_config(ROOT / "config/smoke.yaml")
+    config.update(results=str(folder / name),
+                  grid={"seeds": [0], "layer_ablation": {"layers": ["embed5", "output"]}})
+    config["data"]["root"] = str(folder / "data")
+    config["evaluation"]["attacks"] = ["clean", "fgsm"]
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path):
+    """SIGTERM (a scheduler's or Ctrl-C's stop) once the first training has finished; the rerun
+    keeps that checkpoint, builds the rest, and the table equals an uninterrupted run's."""
+    whole = _table4_config(tmp_path, "whole")
+    snakemake(str(tmp_path / "whole/table4.md"), "--cores", "2", "--configfile", str(whole))
+
+    parts = _table4_config(tmp_path, "parts")
+    target = str(tmp_path / "parts/table4.md")
+    command = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile",
+               str(parts)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    runs = tmp_path / "parts/runs"
+    deadline = time.time() + 300
+    while not list(runs.rglob("model.pt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    proc.terminate()
+    assert proc.wait(timeout=300) != 0  # stopped before the table: it reports the failure
+    assert not Path(target).exists()
+    finished = {path: path.stat().st_mtime_ns for path in runs.rglob("*")
+                if path.suffix in (".pt", ".json")}
+    assert finished  # at least the first checkpoint
+
+    snakemake(target, "--cores", "2", "--configfile", str(parts))
+    assert {path: path.stat().st_mtime_ns for path in finished} == finished  # not redone
+    assert (tmp_path / "parts/table4.csv").read_text() == \
+        (tmp_path / "whole/table4.csv").read_text()

@@ -23,7 +23,8 @@ from repro.report import fmt_cell, to_markdown
 KEY = ["table", "row_label", "attack"]
 VERDICT_RULE = ("a cell agrees when |ours − paper| ≤ paper std + our std, i.e. the two "
                 "mean ± std intervals over seeds overlap")
-CHANCE_BAND = 20.0  # ledger 5: DeepFool accuracy this low or lower counts as "near chance" (10 classes)
+# Ledger 5: DeepFool accuracy at or below this counts as "near chance" (10 classes: 10%).
+CHANCE_BAND = 20.0
 
 
 # ---- the numbers ----

@@ -45,7 +45,9 @@ def lookup(config: dict, key: str):
 
 
 def _show(value) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+    """A config value as YAML on one line (``safe_dump`` ends a bare scalar with "...")."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    return text.removesuffix("...").strip()
 
 
 def side(keys: list[str], config: dict, paper: dict, standard: dict) -> str:
