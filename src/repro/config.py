@@ -242,3 +242,18 @@ def merge_config(base: dict, overlay: dict) -> dict:
         else:
             base[key] = value
     return base
+
+
+def config_errors(config: dict, schema: dict) -> list[str]:
+    """Every violation of the config's JSON schema as one line that starts with the dotted key
+    (``training.lr: -1 is less than or equal to the minimum of 0``), in key order.
+
+    jsonschema's own report puts the key in a schema path several lines below the message;
+    a user who mistyped one value should read which key on the first line.
+    """
+    from jsonschema.validators import validator_for
+
+    validator = validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{'.'.join(map(str, error.absolute_path)) or '(top level)'}: {error.message}"
+            for error in errors]

@@ -6,6 +6,8 @@ import os
 import sys
 from types import SimpleNamespace
 
+import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # The library lives in src/; make it importable here, installed or not (and in any process
@@ -14,11 +16,22 @@ _SRC = os.path.join(workflow.basedir, "..", "src")
 sys.path.insert(0, _SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
 
-# Fail before any job starts, naming the bad key or value.
-validate(config, "../schemas/config.schema.yaml")
-
 from repro import grid  # noqa: E402  (needs the path above)
-from repro.config import ATTACKS, DATASETS  # noqa: E402
+from repro.config import ATTACKS, DATASETS, config_errors  # noqa: E402
+
+
+def validate_config(schema="../schemas/config.schema.yaml"):
+    """Fail before any job starts, one line per problem, each starting with the key."""
+    try:
+        validate(config, schema)  # also fills in the schema's defaults
+    except WorkflowError:
+        with open(os.path.join(workflow.basedir, "rules", schema)) as handle:
+            problems = config_errors(config, yaml.safe_load(handle))
+        raise WorkflowError("invalid config (keys as in config.yaml; allowed values in "
+                            "workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(problems))
+
+
+validate_config()
 
 RESULTS = config["results"]
 DATA_ROOT = config["data"]["root"]
