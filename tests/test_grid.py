@@ -69,5 +69,6 @@ def test_paths_are_the_library_contract(paper_config):
     assert str(grid.data_marker(paper_config, "mnist")) == "data/mnist-torchvision.ready.json"
     assert len(grid.table_inputs(paper_config, 4)) == 72
     targets = grid.targets(paper_config)
-    assert len(targets) == 9 * 3 + 2 * 2 + 2 * 2  # tables, plots, comparison and ledger
+    # tables, plots, comparison, ledger, provenance
+    assert len(targets) == 9 * 3 + 2 * 2 + 2 * 2 + 1
     assert {"results/comparison.csv", "results/ledger.md"} <= set(targets)

@@ -86,3 +86,18 @@ def test_reported_numbers_shipped():
     paper = report.reported()
     assert paper[(1, "ResNet+CL-FGSM", "pgd")] == (46.52, 0.17)
     assert (8, "ResNet+CL-PGD", "clean") not in paper  # the unreadable cell
+
+
+def test_provenance_has_one_row_per_evaluation(tables):
+    evals = fake_evals(tables[4])
+    for ev in evals:
+        ev.update(provenance={"torch": "2.x", "device": "cpu", "git_commit": "abc"},
+                  training={"epochs": 3, "wall_seconds": 12.5}, wall_seconds=1.5)
+    rows = list(csv.DictReader(report.provenance_csv(evals).splitlines()))
+    assert len(rows) == len(evals) == 6 * 2 * 4
+    first = rows[0]
+    assert (first["dataset"], first["run"], first["seed"], first["attack"]) == \
+        ("cifar10", "cl-fgsm-embed1-beta6", "0", "clean")
+    assert (first["torch"], first["git_commit"], first["epochs"], first["n"]) == \
+        ("2.x", "abc", "3", "32")
+    assert first["host"] == ""  # not recorded: left empty, never invented

@@ -230,10 +230,10 @@ def test_smoke_protocols_side_by_side(smoke):
 
 
 @pytest.mark.slow
-def test_smoke_report_holds_every_table_plot_comparison_and_ledger(smoke):
+def test_smoke_report_holds_every_table_plot_comparison_ledger_provenance(smoke):
     text = (smoke / "report.html").read_text()
     shown = ([f"table{n}.csv" for n in grid.TABLE_NUMBERS] + [f"{p}.png" for p in grid.PLOTS]
-             + ["comparison.csv", "ledger.csv"])
+             + ["comparison.csv", "ledger.csv", "provenance.csv"])
     assert [name for name in shown if name not in text] == []
 
 

@@ -168,10 +168,17 @@ def plot_files(config: dict) -> list[str]:
     return [f"{config['results']}/plots/{name}.{ext}" for name in PLOTS for ext in ("png", "pdf")]
 
 
+def all_eval_inputs(config: dict) -> list[str]:
+    """Every eval JSON of every table, each once."""
+    return [str(eval_path(config["results"], run, attack))
+            for run in all_runs(config) for attack in attacks(config)]
+
+
 def comparison_files(config: dict) -> list[str]:
-    """The paper against this folder's numbers, and the ledger with this folder's values."""
+    """The paper against this folder's numbers, the ledger with this folder's values, and
+    the provenance of every evaluation."""
     return [f"{config['results']}/{name}.{ext}" for name in ("comparison", "ledger")
-            for ext in ("md", "csv")]
+            for ext in ("md", "csv")] + [f"{config['results']}/provenance.csv"]
 
 
 def targets(config: dict) -> list[str]:

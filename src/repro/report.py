@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from repro.config import format_beta
+from repro.config import RunSpec, format_beta
 from repro.grid import ATTACK_NAMES, DATASET_NAMES, Table, layer_label
 from repro.io import atomic_path, write_text
 
@@ -269,6 +269,24 @@ def plot_table(table: Table, evals: list[dict], by: str, outputs: list[str | Pat
     for out in outputs:
         with atomic_path(out) as tmp:
             fig.savefig(tmp, format=Path(out).suffix[1:])
+
+
+PROVENANCE_COLUMNS = ("dataset", "run", "seed", "attack", "n", "data_source", "epochs",
+                      "train_seconds", "eval_seconds", "device", "device_name", "repro", "torch",
+                      "torchvision", "git_commit", "host")
+
+
+def provenance_csv(evals: list[dict]) -> str:
+    """One row per evaluation: what made it, for the report (versions, device, commit, time)."""
+    rows = []
+    for ev in evals:
+        training = ev.get("training", {})
+        made = {**ev.get("provenance", {}), **ev["run"], "run": RunSpec(**ev["run"]).name,
+                "attack": ev["attack"], "n": ev["n"], "data_source": ev.get("data_source"),
+                "epochs": training.get("epochs"), "train_seconds": training.get("wall_seconds"),
+                "eval_seconds": ev.get("wall_seconds")}
+        rows.append(["" if made.get(c) is None else made[c] for c in PROVENANCE_COLUMNS])
+    return to_csv(list(PROVENANCE_COLUMNS), sorted(rows, key=lambda r: tuple(map(str, r[:4]))))
 
 
 def load_evals(paths) -> list[dict]:

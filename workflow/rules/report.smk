@@ -69,6 +69,7 @@ rule plot:
 localrules:
     comparison,
     ledger,
+    provenance,
     protocols,
 
 
@@ -129,5 +130,17 @@ rule protocols:
         folders=lambda w: config["report"]["protocols"],
     log:
         LOGS + "/report/protocols.log",
+    run:
+        run_job(rule, input, output, params, wildcards, threads, resources, log)
+
+
+rule provenance:
+    input:
+        grid.all_eval_inputs(config),
+    output:
+        report(RESULTS + "/provenance.csv", caption="../report/provenance.rst",
+               category="Provenance"),
+    log:
+        LOGS + "/report/provenance.log",
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)

@@ -1,0 +1,10 @@
+"""What made every evaluation of this results folder, one CSV row each."""
+from repro import report
+from repro.io import write_text
+
+from .jobutil import job_log
+
+
+def main(job):
+    with job_log(job):
+        write_text(job.output[0], report.provenance_csv(report.load_evals(job.input)))
