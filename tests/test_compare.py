@@ -114,7 +114,7 @@ def test_side_by_side_has_each_protocol(paper):
     assert row["reported_mean"] == row["paper_mean"] == 99.30
     assert row["standard_mean"] == pytest.approx(98.30)
     text = compare.protocols_markdown(paper, {"paper": as_ours(paper), "standard": standard},
-                                      "about")
+                                      frame, "about")
     assert "| claim | where | paper's numbers | ours, paper protocol | ours, standard protocol |" \
         in text
     assert "| 2 | ResNet+AT-PGD | Id | 99.30 (0.02) | 99.30 (0.02) | 98.30 (0.02) |" in text

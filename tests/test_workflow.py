@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from repro import grid
-from repro.config import load_config
+from repro.config import load_config, merge_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,9 +127,11 @@ def test_bad_config_fails_at_startup_naming_it(tmp_path, overrides, key, token):
 
 # ---- end to end: both protocols on the smoke data ----
 
-def _smoke_config(folder: Path, name: str, *presets: str) -> Path:
-    """config/smoke.yaml, then ``presets``, merged into one file that writes under ``folder``."""
+def _smoke_config(folder: Path, name: str, *presets: str, **changes) -> Path:
+    """config/smoke.yaml, then ``presets``, then ``changes`` (top-level sections, merged key by
+    key), in one file that writes under ``folder``."""
     config = load_config(ROOT / "config/smoke.yaml", *(ROOT / p for p in presets))
+    merge_config(config, changes)
     config["results"] = str(folder / name)
     config["data"]["root"] = str(folder / "data")
     config["report"]["protocols"] = {"paper": str(folder / "paper"),
@@ -147,10 +149,7 @@ def smoke(tmp_path_factory):
     folder = tmp_path_factory.mktemp("smoke")
     paper = _smoke_config(folder, "paper")
     snakemake("--cores", "2", "--configfile", str(paper))
-    standard = _smoke_config(folder, "standard", "config/standard.yaml")
-    config = yaml.safe_load(standard.read_text())
-    config["grid"]["seeds"] = [0]
-    standard.write_text(yaml.safe_dump(config))
+    standard = _smoke_config(folder, "standard", "config/standard.yaml", grid={"seeds": [0]})
     snakemake("--cores", "2", "--configfile", str(standard))
     snakemake(str(folder / "paper/protocols.md"), "--cores", "1", "--configfile", str(paper))
     snakemake("--report", str(folder / "report.html"), "--configfile", str(paper))
@@ -248,14 +247,8 @@ def test_protocols_needs_the_other_protocols_tables(tmp_path):
 
 def _table4_config(folder: Path, name: str) -> Path:
     """Table 4 of the smoke preset cut to two layers, one seed and two attacks."""
-    config = load_config(ROOT / "config/smoke.yaml")
-    config.update(results=str(folder / name),
-                  grid={"seeds": [0], "layer_ablation": {"layers": ["embed5", "output"]}})
-    config["data"]["root"] = str(folder / "data")
-    config["evaluation"]["attacks"] = ["clean", "fgsm"]
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return _smoke_config(folder, name, evaluation={"attacks": ["clean", "fgsm"]},
+                         grid={"seeds": [0], "layer_ablation": {"layers": ["embed5", "output"]}})
 
 
 @pytest.mark.slow

@@ -179,10 +179,10 @@ def summary_lines(cells: pd.DataFrame, largest: int = 5) -> list[str]:
              + ", ".join(f"{counts[v]} {v}" for v in
                          ("agree", "differ", "missing", "unreadable in the paper") if v in counts)
              + f" ({VERDICT_RULE})."]
-    gaps = cells.dropna(subset=["diff"]).reindex(
-        cells["diff"].dropna().abs().sort_values(ascending=False).index)[:largest]
+    gaps = cells.dropna(subset=["diff"]).sort_values(
+        "diff", key=abs, ascending=False, kind="stable").head(largest)
     if len(gaps):
-        lines.append(f"- Largest gaps (ours − paper): " + "; ".join(
+        lines.append("- Largest gaps (ours − paper): " + "; ".join(
             f"{_where(r)} {r.diff:+.2f}" for r in gaps.itertuples()) + ".")
     return lines
 
@@ -218,11 +218,12 @@ def side_by_side(paper: pd.DataFrame, protocols: dict[str, pd.DataFrame],
     return frame
 
 
-def protocols_markdown(paper: pd.DataFrame, protocols: dict[str, pd.DataFrame], about: str) -> str:
-    """Claims under the paper's numbers and each protocol's, then the main tables' cells."""
+def protocols_markdown(paper: pd.DataFrame, protocols: dict[str, pd.DataFrame],
+                       frame: pd.DataFrame, about: str) -> str:
+    """Claims under the paper's numbers and each protocol's, then the main tables' cells
+    (``frame``: what :func:`side_by_side` returned for the same numbers)."""
     sources = {"paper's numbers": Numbers(paper)}
     sources.update({f"ours, {name} protocol": Numbers(cells) for name, cells in protocols.items()})
-    frame = side_by_side(paper, protocols)
     names = ["reported"] + list(protocols)
     header = ["table", "model", "attack", "paper (reported)"] + [f"ours, {n} protocol"
                                                                  for n in protocols]

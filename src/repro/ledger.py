@@ -23,7 +23,7 @@ def parse_table(markdown: str) -> tuple[list[str], list[list[str]]]:
         if not line.startswith("|"):
             break
         block.append([cell.strip() for cell in line.strip("|").split(" | ")])
-    return block[0], [row for row in block[2:]]
+    return block[0], block[2:]
 
 
 def config_keys(cell: str) -> list[str]:

@@ -20,12 +20,15 @@ from repro import grid  # noqa: E402  (needs the path above)
 from repro.config import ATTACKS, DATASETS, config_errors  # noqa: E402
 
 
-def validate_config(schema="../schemas/config.schema.yaml"):
+SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+
+
+def validate_config():
     """Fail before any job starts, one line per problem, each starting with the key."""
     try:
-        validate(config, schema)  # also fills in the schema's defaults
+        validate(config, SCHEMA)  # also fills in the schema's defaults
     except WorkflowError:
-        with open(os.path.join(workflow.basedir, "rules", schema)) as handle:
+        with open(SCHEMA) as handle:
             problems = config_errors(config, yaml.safe_load(handle))
         raise WorkflowError("invalid config (keys as in config.yaml; allowed values in "
                             "workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(problems))

@@ -13,6 +13,7 @@ def main(job):
         about = ("Results folders: " + ", ".join(f"{name} protocol `{folder}`" for name, folder
                                                  in job.params.folders.items())
                  + f" (each with its `ledger.md`). {compare.data_note(job.config)}")
-        write_text(job.output.md, compare.protocols_markdown(paper, protocols, about))
-        write_text(job.output.csv, compare.side_by_side(paper, protocols).to_csv(
-            index=False, float_format="%.4f", lineterminator="\n"))
+        frame = compare.side_by_side(paper, protocols)
+        write_text(job.output.md, compare.protocols_markdown(paper, protocols, frame, about))
+        write_text(job.output.csv, frame.to_csv(index=False, float_format="%.4f",
+                                                lineterminator="\n"))
