@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from repro import attacks  # noqa: E402
 from repro.config import NUM_CLASSES, Settings  # noqa: E402
-from repro.model import build_model  # noqa: E402
+from repro.train import prepare_model, select_device  # noqa: E402
 
 EPS, ALPHA, PGD_STEPS, DF_STEPS, OVERSHOOT = 8 / 255, 2 / 255, 20, 20, 0.02
 
@@ -52,7 +52,7 @@ def trained_model(size: int, steps: int, device):
     settings = Settings.from_config({"protocol": {"attack_space": "pixel"},
                                      "model": {"pretrained": "none"}})
     torch.manual_seed(0)
-    model = build_model(settings, "cifar10").to(device)
+    model = prepare_model(settings, "cifar10", device)  # channels-last on a GPU, as in the pipeline
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     for step in range(steps):
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = select_device(args.device)  # the pipeline's cudnn.benchmark and TF32
     model = trained_model(args.size, args.train_steps, device)
     x, y = prototypes(args.batch, args.size, seed=1, device=device)
     with torch.no_grad():

@@ -5,8 +5,10 @@
 Runs the pipeline's own epoch loop (``repro.train``, which calls
 ``repro.defenses.training_loss``) on synthetic CIFAR-shaped data, with the protocol of the
 given config (default: the paper's ``config.yaml``; ImageNet weights are not needed for
-timing, so the model starts from random weights). The last line is a ready-made
-``--images-per-second`` argument for ``python -m repro estimate``.
+timing, so the model starts from random weights). For each defense it also prints the
+matrix work of one training image (``repro.flops``) and the rate at which the device did it;
+on a card whose datasheet peak it knows (or with ``--peak-tflops``), how far the epoch is
+from that FLOP floor. The last line is a ready-made ``python -m repro estimate`` argument.
 """
 from __future__ import annotations
 
@@ -23,14 +25,7 @@ from repro import train  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
 from repro.config import DEFENSES, NUM_CLASSES, RunSpec, Settings, load_config  # noqa: E402
 from repro.data import Split  # noqa: E402
-
-
-def run_for(defense: str, config: dict) -> RunSpec:
-    """The main-table run of a defense (cl-* at the main layer and their main β)."""
-    if defense.startswith("cl-"):
-        grid = config["grid"]
-        return RunSpec("cifar10", defense, 0, grid["main_layer"], grid["main_beta"][defense])
-    return RunSpec("cifar10", defense, 0)
+from repro.flops import card_peak_tflops, main_run, training_flops  # noqa: E402
 
 
 def synchronize(device):
@@ -64,6 +59,9 @@ def main(argv=None) -> int:
     parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=DEFENSES)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="the device's dense peak (default: the datasheet's, for known "
+                             "cards)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,19 +72,30 @@ def main(argv=None) -> int:
     split = Split(torch.randint(0, 256, (args.n, 3, args.size, args.size), dtype=torch.uint8,
                                 generator=generator),
                   torch.randint(0, NUM_CLASSES, (args.n,), generator=generator)).to(device)
+    peak = args.peak_tflops or card_peak_tflops(device, settings.training.precision)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"one epoch of {args.n} synthetic {args.size}x{args.size} images, batch {args.batch}, "
-          f"{device}, {torch.get_num_threads()} threads, protocol of {args.config}\n")
-    print(f"{'defense':<14}{'run':<24}{'seconds':>9}{'images/s':>10}{'cost':>7}")
+          f"{name}, {settings.training.precision}, {torch.get_num_threads()} threads, "
+          f"peak {peak or '?'} TFLOP/s, protocol of {args.config}\n")
+    print(f"{'defense':<14}{'run':<24}{'seconds':>9}{'images/s':>10}{'cost':>7}"
+          f"{'GFLOP/img':>11}{'TFLOP/s':>9}{'vs floor':>10}")
     rates = {}
     for defense in args.defenses:
-        run = run_for(defense, config)
+        run = main_run(defense, config)
         seconds = epoch_seconds(settings, run, split, args.batch, device)
         rates[defense] = args.n / seconds
         base = rates.get("standard")
         cost = f"{base / rates[defense]:6.1f}x" if base else f"{'-':>7}"
-        print(f"{defense:<14}{run.name:<24}{seconds:9.2f}{rates[defense]:10.1f}{cost}")
-    print("\ncost = time per image relative to standard training")
-    print("--images-per-second " + " ".join(f"{d}={r:.1f}" for d, r in rates.items()))
+        flops = training_flops(settings, run, args.size)
+        achieved = flops * rates[defense] / 1e12
+        floor = f"{peak / achieved:9.1f}x" if peak else f"{'-':>10}"
+        print(f"{defense:<14}{run.name:<24}{seconds:9.2f}{rates[defense]:10.1f}{cost}"
+              f"{flops / 1e9:11.3f}{achieved:9.2f}{floor}")
+    print("\ncost = time per image relative to standard training\n"
+          "GFLOP/img = convolutions and matrix products of one training image, attack included\n"
+          "vs floor = epoch time / the time those FLOPs take at the peak")
+    print("--images-per-second " + " ".join(f"{d}={r:.1f}" for d, r in rates.items())
+          + (f" --peak-tflops {peak}" if peak else ""))
     return 0
 
 

@@ -1,7 +1,9 @@
 import pytest
 
+from repro.cli import main
 from repro.config import load_config
-from repro.estimate import estimate, parse_rates
+from repro.estimate import estimate, floor_rates, format_estimate, parse_rates
+from repro.grid import all_runs
 
 
 def test_full_config_counts_every_job_once():
@@ -24,3 +26,27 @@ def test_rates_per_defense_are_required_for_every_defense():
     assert parse_rates(["50"]) == {"*": 50.0}
     with pytest.raises(ValueError, match="at-fgsm"):
         estimate(load_config("config.yaml"), parse_rates(["standard=400", "at-pgd=20"]))
+
+
+def test_flop_floor_prices_every_run_kind_and_scales_with_the_peak():
+    config = load_config("config.yaml", "config/smoke.yaml")
+    rates = floor_rates(config, peak_tflops=100.0)
+    kinds = {(run.dataset, run.defense, run.layer) for run in all_runs(config)}
+    assert kinds <= set(rates)
+    # the contrastive clean pass stops at its layer: earlier layers cost less
+    cl = {layer: rate for (dataset, defense, layer), rate in rates.items()
+          if (dataset, defense) == ("cifar10", "cl-fgsm")}
+    assert len(cl) > 1 and cl[min(cl)] > cl["embed5"]
+    floor = estimate(config, rates, epochs=5)
+    faster = estimate(config, {key: 2 * rate for key, rate in rates.items()}, epochs=5)
+    assert faster["total_hours"] == pytest.approx(floor["total_hours"] / 2)
+    measured = estimate(config, {"*": 100.0}, epochs=5)
+    table = format_estimate(measured, floor)
+    assert "vs floor" in table.splitlines()[2]
+    ratio = measured["total_hours"] / floor["total_hours"]
+    assert table.splitlines()[-1].split()[-1] == f"{ratio:.1f}x"
+
+
+def test_estimate_needs_a_throughput_or_a_peak(capsys):
+    with pytest.raises(SystemExit, match="--peak-tflops"):
+        main(["estimate", "--configfile", "config/smoke.yaml"])

@@ -75,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     estimate = commands.add_parser("estimate", help="jobs and GPU-hours the config implies")
     _common(estimate, with_run=False)
-    estimate.add_argument("--images-per-second", nargs="+", required=True,
-                          metavar="[DEFENSE=]N",
+    estimate.add_argument("--images-per-second", nargs="+", metavar="[DEFENSE=]N",
                           help="training throughput: one number for all defenses, or "
                                "DEFENSE=N pairs (benchmarks/train.py prints them)")
+    estimate.add_argument("--peak-tflops", type=float,
+                          help="the card's dense peak (e.g. H100 SXM: 494.7 for fp32 as TF32, "
+                               "989.4 for bf16): adds the FLOP floor of every row")
     estimate.add_argument("--epochs", type=int, default=20,
                           help="epochs per run before early stopping (default 20)")
     estimate.add_argument("--deepfool-steps", type=float, default=3,
@@ -108,10 +110,15 @@ def main(argv=None) -> int:
                               args.device)
         print(json.dumps({k: result[k] for k in ("attack", "top1", "top3", "top5", "n")}))
     elif args.command == "estimate":
-        from .estimate import estimate, format_estimate, parse_rates
+        from .estimate import estimate, floor_rates, format_estimate, parse_rates
 
-        print(format_estimate(estimate(config, parse_rates(args.images_per_second),
-                                       args.epochs, args.deepfool_steps)))
+        if not (args.images_per_second or args.peak_tflops):
+            raise SystemExit("repro estimate: give --images-per-second (measured by "
+                             "benchmarks/train.py), --peak-tflops, or both")
+        priced = [estimate(config, rates, args.epochs, args.deepfool_steps) for rates in
+                  (args.images_per_second and parse_rates(args.images_per_second),
+                   args.peak_tflops and floor_rates(config, args.peak_tflops)) if rates]
+        print(format_estimate(*priced))
     else:
         from .data import prepare
 

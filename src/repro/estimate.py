@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 
 from . import grid
-from .config import NUM_CLASSES, Settings
+from .config import NUM_CLASSES, RunSpec, Settings
 
 # (train + val, test) images of the real datasets; the other sources are sized by the config.
 FULL_SIZES = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
@@ -59,34 +59,56 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
     """Jobs and GPU-hours, per training run kind and per attack, for ``config``.
 
     ``images_per_second`` maps defenses to training throughput; a ``"*"`` entry applies to
-    the defenses not named. Evaluation is priced from the ``standard`` (or ``"*"``) rate.
+    the defenses not named, and (dataset, defense, layer) keys (what :func:`floor_rates`
+    gives) take precedence over both. Evaluation is priced from the ``standard`` rate.
     """
     settings = Settings.from_config(config)
     runs = grid.all_runs(config)
     attacks = grid.attacks(config)
 
-    def rate(defense: str) -> float:
-        if defense in images_per_second:
-            return float(images_per_second[defense])
-        if "*" in images_per_second:
-            return float(images_per_second["*"])
+    def rate(dataset: str, defense: str, layer: str | None = None) -> float:
+        for key in ((dataset, defense, layer), defense, "*"):
+            if key in images_per_second:
+                return float(images_per_second[key])
         raise ValueError(f"no --images-per-second for {defense}; give {defense}=N or one "
                          f"number for every defense")
 
     train_hours, eval_hours, jobs = Counter(), Counter(), Counter()
     for run in runs:
         sizes = split_sizes(settings, run.dataset)
-        per_epoch = sizes["train"] / rate(run.defense) + sizes["val"] * FORWARD / rate("standard")
+        standard = rate(run.dataset, "standard")
+        per_epoch = (sizes["train"] / rate(run.dataset, run.defense, run.layer)
+                     + sizes["val"] * FORWARD / standard)
         key = (run.dataset, run.defense)
         jobs[key] += 1
         train_hours[key] += epochs * per_epoch / 3600
         for attack in attacks:
             eval_hours[attack] += (sizes["test"] * attack_cost(attack, settings, deepfool_steps)
-                                   / rate("standard") / 3600)
+                                   / standard / 3600)
     return {"training_jobs": len(runs), "evaluation_jobs": len(runs) * len(attacks),
             "epochs": epochs, "runs": dict(jobs), "train_hours": dict(train_hours),
+            "training_hours": sum(train_hours.values()),
             "eval_hours": dict(eval_hours), "eval_jobs_per_attack": len(runs),
             "total_hours": sum(train_hours.values()) + sum(eval_hours.values())}
+
+
+def floor_rates(config: dict, peak_tflops: float) -> dict[tuple, float]:
+    """Training images/s of every (dataset, defense, layer) of the grid on a card that does
+    nothing but the counted matrix work at ``peak_tflops`` (see :mod:`repro.flops`): priced
+    with these, :func:`estimate` gives the FLOP floor of the whole reproduction. Training
+    is counted run by run; evaluation is priced from the standard rate as above, so its floor
+    is only as exact as those pass counts."""
+    from .flops import training_flops
+
+    settings = Settings.from_config(config)
+    runs = grid.all_runs(config)
+    runs += [RunSpec(dataset, "standard", 0) for dataset in {run.dataset for run in runs}]
+    rates = {}
+    for run in runs:  # β and seed do not change the work
+        key = (run.dataset, run.defense, run.layer)
+        if key not in rates:
+            rates[key] = peak_tflops * 1e12 / training_flops(settings, run)
+    return rates
 
 
 def parse_rates(values: list[str]) -> dict[str, float]:
@@ -98,16 +120,30 @@ def parse_rates(values: list[str]) -> dict[str, float]:
     return rates
 
 
-def format_estimate(result: dict) -> str:
-    lines = [f"{result['training_jobs']} training jobs ({result['epochs']} epochs assumed), "
-             f"{result['evaluation_jobs']} evaluation jobs", "",
-             f"{'dataset':<9}{'defense':<13}{'runs':>6}{'GPU-h':>9}"]
-    for (dataset, defense), count in result["runs"].items():
-        lines.append(f"{dataset:<9}{defense:<13}{count:>6}"
-                     f"{result['train_hours'][(dataset, defense)]:9.1f}")
-    lines.append(f"{'training':<28}{sum(result['train_hours'].values()):9.1f}")
-    for attack, hours in result["eval_hours"].items():
-        lines.append(f"{'eval ' + attack:<22}{result['eval_jobs_per_attack']:>6}{hours:9.1f}")
-    lines.append(f"{'total':<28}{result['total_hours']:9.1f}")
-    return "\n".join(lines)
+def format_estimate(result: dict, floor: dict | None = None) -> str:
+    """The estimate as a table; with ``floor`` (the same grid priced with
+    :func:`floor_rates`), also each row's FLOP-floor hours and how far above them it is."""
+    def cells(hours: float, floor_hours: float | None) -> str:
+        text = f"{hours:9.{3 if hours < 10 else 1}f}"
+        if floor_hours is None:
+            return text
+        return f"{text}{floor_hours:9.3f}{hours / floor_hours:8.1f}x"
 
+    def row(label: str, count, key: str, item=None) -> str:
+        hours = result[key] if item is None else result[key][item]
+        floor_hours = None if floor is None else (floor[key] if item is None
+                                                  else floor[key][item])
+        return f"{label:<22}{count:>6}{cells(hours, floor_hours)}"
+
+    header = f"{'dataset  defense':<22}{'runs':>6}{'GPU-h':>9}"
+    if floor is not None:
+        header += f"{'floor-h':>9}{'vs floor':>9}"
+    lines = [f"{result['training_jobs']} training jobs ({result['epochs']} epochs assumed), "
+             f"{result['evaluation_jobs']} evaluation jobs", "", header]
+    for (dataset, defense), count in result["runs"].items():
+        lines.append(row(f"{dataset:<9}{defense}", count, "train_hours", (dataset, defense)))
+    lines.append(row("training", "", "training_hours"))
+    for attack in result["eval_hours"]:
+        lines.append(row(f"eval {attack}", result["eval_jobs_per_attack"], "eval_hours", attack))
+    lines.append(row("total", "", "total_hours"))
+    return "\n".join(lines)
