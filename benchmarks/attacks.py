@@ -169,7 +169,7 @@ def main(argv=None) -> int:
         {n: (lambda n=n: forward_backward(model, x[:n], y[:n], NUM_CLASSES))
          for n in set(sizes["step"] + sizes["total"])}, args.repeats, device)
     jobs = {"step": lambda: deepfool("step"), "total": lambda: deepfool("total")}
-    part = args.slice or args.batch
+    part = min(args.slice or args.batch, args.batch)
     if torchattacks is not None:
         jobs["ta"] = lambda: torchattacks.DeepFool(model, steps=DF_STEPS,
                                                    overshoot=OVERSHOOT)(x[:part], y[:part])
