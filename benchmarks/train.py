@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from repro import train  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
-from repro.config import DEFENSES, NUM_CLASSES, RunSpec, Settings, load_config  # noqa: E402
+from repro.config import DEFENSES, NUM_CLASSES, Settings, load_config  # noqa: E402
 from repro.data import Split  # noqa: E402
 from repro.flops import card_peak_tflops, main_run, training_flops  # noqa: E402
 

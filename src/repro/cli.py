@@ -115,10 +115,11 @@ def main(argv=None) -> int:
         if not (args.images_per_second or args.peak_tflops):
             raise SystemExit("repro estimate: give --images-per-second (measured by "
                              "benchmarks/train.py), --peak-tflops, or both")
-        priced = [estimate(config, rates, args.epochs, args.deepfool_steps) for rates in
-                  (args.images_per_second and parse_rates(args.images_per_second),
-                   args.peak_tflops and floor_rates(config, args.peak_tflops)) if rates]
-        print(format_estimate(*priced))
+        measured = args.images_per_second and estimate(
+            config, parse_rates(args.images_per_second), args.epochs, args.deepfool_steps)
+        floor = args.peak_tflops and estimate(
+            config, floor_rates(config, args.peak_tflops), args.epochs, args.deepfool_steps)
+        print(format_estimate(measured, floor) if measured else format_estimate(floor))
     else:
         from .data import prepare
 
