@@ -38,14 +38,14 @@ train() {  # $1: precision
     python3 -m repro estimate $(tail -n 1 "$out/train-$1.txt") | tee "$out/estimate-$1.txt"
 }
 
-for stage in "${@:-attacks train-fp32 train-bf16}"; do
-    for stage in $stage; do
-        case $stage in
-            attacks) python3 benchmarks/attacks.py --device "$device" --size 32 \
-                         --batch "${ATTACK_BATCH:-1024}" | tee "$out/attacks.txt" ;;
-            train-fp32) train fp32 ;;
-            train-bf16) train bf16 ;;
-            *) echo "unknown stage $stage (attacks, train-fp32, train-bf16)" >&2; exit 2 ;;
-        esac
-    done
+stages=("$@")
+[ $# -gt 0 ] || stages=(attacks train-fp32 train-bf16)
+for stage in "${stages[@]}"; do
+    case $stage in
+        attacks) python3 benchmarks/attacks.py --device "$device" --size 32 \
+                     --batch "${ATTACK_BATCH:-1024}" | tee "$out/attacks.txt" ;;
+        train-fp32) train fp32 ;;
+        train-bf16) train bf16 ;;
+        *) echo "unknown stage $stage (attacks, train-fp32, train-bf16)" >&2; exit 2 ;;
+    esac
 done

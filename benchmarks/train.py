@@ -25,7 +25,8 @@ from repro import train  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
 from repro.config import DEFENSES, NUM_CLASSES, Settings, load_config  # noqa: E402
 from repro.data import Split  # noqa: E402
-from repro.flops import card_peak_tflops, main_run, training_flops  # noqa: E402
+from repro.flops import card_peak_tflops, training_flops  # noqa: E402
+from repro.grid import main_run  # noqa: E402
 
 
 def synchronize(device):
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
           f"{'GFLOP/img':>11}{'TFLOP/s':>9}{'vs floor':>10}")
     rates = {}
     for defense in args.defenses:
-        run = main_run(defense, config)
+        run = main_run(config, defense)
         seconds = epoch_seconds(settings, run, split, args.batch, device)
         rates[defense] = args.n / seconds
         base = rates.get("standard")

@@ -85,11 +85,12 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
         for attack in attacks:
             eval_hours[attack] += (sizes["test"] * attack_cost(attack, settings, deepfool_steps)
                                    / standard / 3600)
+    training = sum(train_hours.values())
     return {"training_jobs": len(runs), "evaluation_jobs": len(runs) * len(attacks),
             "epochs": epochs, "runs": dict(jobs), "train_hours": dict(train_hours),
-            "training_hours": sum(train_hours.values()),
+            "training_hours": training,
             "eval_hours": dict(eval_hours), "eval_jobs_per_attack": len(runs),
-            "total_hours": sum(train_hours.values()) + sum(eval_hours.values())}
+            "total_hours": training + sum(eval_hours.values())}
 
 
 def floor_rates(config: dict, peak_tflops: float) -> dict[tuple, float]:
@@ -130,10 +131,9 @@ def format_estimate(result: dict, floor: dict | None = None) -> str:
         return f"{text}{floor_hours:9.3f}{hours / floor_hours:8.1f}x"
 
     def row(label: str, count, key: str, item=None) -> str:
-        hours = result[key] if item is None else result[key][item]
-        floor_hours = None if floor is None else (floor[key] if item is None
-                                                  else floor[key][item])
-        return f"{label:<22}{count:>6}{cells(hours, floor_hours)}"
+        def hours(priced: dict) -> float:
+            return priced[key] if item is None else priced[key][item]
+        return f"{label:<22}{count:>6}{cells(hours(result), floor and hours(floor))}"
 
     header = f"{'dataset  defense':<22}{'runs':>6}{'GPU-h':>9}"
     if floor is not None:

@@ -62,14 +62,6 @@ def card_peak_tflops(device: torch.device | str, precision: str) -> float | None
     return None
 
 
-def main_run(defense: str, config: dict, dataset: str = "cifar10") -> RunSpec:
-    """The main-table run of a defense (cl-* at the main layer and their main β)."""
-    if defense.startswith("cl-"):
-        grid = config["grid"]
-        return RunSpec(dataset, defense, 0, grid["main_layer"], grid["main_beta"][defense])
-    return RunSpec(dataset, defense, 0)
-
-
 def training_flops(settings: Settings, run: RunSpec, size: int | None = None) -> float:
     """FLOPs of one training image of ``run`` (attack, loss and backward), counted on CPU.
 

@@ -82,6 +82,12 @@ def _main_rows(grid: dict) -> tuple[Row, ...]:
     return tuple(rows)
 
 
+def main_run(config: dict, defense: str, dataset: str = "cifar10", seed: int = 0) -> RunSpec:
+    """The run of ``defense`` in the main tables (what the benchmarks time)."""
+    row = next(row for row in _main_rows(config["grid"]) if row.defense == defense)
+    return row.run(dataset, seed)
+
+
 def _layer_rows(spec: dict) -> tuple[Row, ...]:
     """Table 4: one row per layer, fixed defense and beta."""
     defense = spec["defense"]
