@@ -32,10 +32,8 @@ rule one:
 """
 
 
-def _snakemake(folder: Path, *args: str, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args],
-                            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, **kwargs)
+def _snakemake(*args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--cores", "2", *args]
 
 
 @pytest.mark.slow
@@ -44,7 +42,9 @@ def test_sigterm_just_after_a_job_finishes_stops_the_run_cleanly(tmp_path, trial
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     outputs = tmp_path / "out"
     wanted = random.Random(trial).randint(1, 4)
-    proc = _snakemake(tmp_path)
+    # Output not piped: an unread pipe that fills would block Snakemake and look like a hang.
+    proc = subprocess.Popen(_snakemake(), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while (len(list(outputs.glob("*.txt"))) < wanted and proc.poll() is None
            and time.time() < deadline):
@@ -57,6 +57,6 @@ def test_sigterm_just_after_a_job_finishes_stops_the_run_cleanly(tmp_path, trial
         pytest.fail("snakemake hung after SIGTERM")
     assert returncode != 0  # stopped before the end, and it says so
     assert len(list(outputs.glob("*.txt"))) < 100
-    check = _snakemake(tmp_path, "--dry-run")
-    _, stderr = check.communicate(timeout=120)
-    assert check.returncode == 0, stderr  # not locked, no output left marked incomplete
+    check = subprocess.run(_snakemake("--dry-run"), cwd=tmp_path, text=True,
+                           capture_output=True, timeout=120)
+    assert check.returncode == 0, check.stderr  # not locked, no output left marked incomplete
