@@ -16,9 +16,11 @@ from repro import attacks
 from repro.config import DeepFoolConfig, Protocol, Settings
 from repro.data import normalization
 from repro.model import Classifier
+from tolerance import EPS32, assert_float32_close, relative_perturbation_error
 
 SIZE, N_TEST = 16, 48
 EPS = 8 / 255
+FAN_IN = 16 * 3 * 3  # the tiny net's longest reduction: a 3x3 convolution over 16 channels
 
 
 def _model(attack_space: str, seed: int = 0) -> Classifier:
@@ -123,7 +125,8 @@ def test_fgsm_equals_torchattacks(pixel_model, batch):
     x, y = batch
     ours = attacks.fgsm(pixel_model, x, y, EPS, clip=(0.0, 1.0))
     theirs = torchattacks.FGSM(pixel_model, eps=EPS)(x, y)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
+    # Same gradient, same sign: only the step and the clamp round (a few roundings of values <= 1).
+    assert_float32_close(ours, theirs, roundings=4)
 
 
 def test_pgd_without_random_start_matches_a_reference_loop(pixel_model, batch):
@@ -137,7 +140,7 @@ def test_pgd_without_random_start_matches_a_reference_loop(pixel_model, batch):
         reference = reference.detach() + alpha * grad.sign()
         reference = (x + (reference - x).clamp(-eps, eps)).clamp(0, 1)
     ours = attacks.pgd(pixel_model, x, y, eps, alpha, steps, clip=(0.0, 1.0))
-    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+    assert_float32_close(ours, reference, roundings=4 * steps)  # step, projection, clamp per step
 
 
 def test_pgd_random_start_is_seeded_and_differs_from_the_fixed_start(pixel_model, batch):
@@ -194,7 +197,9 @@ def test_deepfool_step_overshoot_agrees_with_torchattacks(pixel_model, batch):
     x, y = x[:16], y[:16]  # torchattacks loops over samples: keep it short
     adv, logits = attacks.deepfool(pixel_model, x, y, steps=20, overshoot_on="step")
     theirs = torchattacks.DeepFool(pixel_model, steps=20, overshoot=0.02)(x, y)
-    torch.testing.assert_close(adv, theirs, rtol=0, atol=1e-4)
+    # torchattacks runs one sample at a time: other kernels, other rounding. As in
+    # test_fastpaths: each of the 20 steps carries ~FAN_IN roundings (measured: at most 1e-6).
+    assert relative_perturbation_error(adv, theirs, x).max() <= 20 * FAN_IN * EPS32
 
 
 def test_deepfool_reports_the_logits_its_stop_rule_used(pixel_model, batch):
@@ -211,7 +216,8 @@ def test_deepfool_reports_the_logits_its_stop_rule_used(pixel_model, batch):
     rows = torch.cat(seen)
     assert all((rows == row).all(1).any() for row in logits)  # bitwise one of its own passes
     with torch.no_grad():
-        torch.testing.assert_close(logits, pixel_model(adv), rtol=1e-4, atol=1e-4)
+        # the active subset against the whole batch: other kernels, 3 layers of FAN_IN sums
+        assert_float32_close(logits, pixel_model(adv), roundings=3 * FAN_IN)
     _, clean = attacks.deepfool(pixel_model, x, y, steps=0)
     assert torch.equal(clean.argmax(1) != y, ~_correct(pixel_model, x, y))
 

@@ -6,6 +6,12 @@ from repro import data
 from repro.config import RunSpec
 from repro.defenses import embedding_distance, training_attack, training_loss
 from repro.model import build_model
+from tolerance import assert_float32_close
+
+# The longest reduction in a weight gradient of ResNet-18 on a batch of 16 MNIST digits: conv1's
+# weight sums over 16 images x 14 x 14 output positions. Two ways of computing the same loss
+# (an extra term times zero, another pass order) may differ by that many roundings.
+GRAD_ROUNDINGS = 16 * 14 * 14
 
 
 @pytest.fixture
@@ -42,8 +48,9 @@ def test_cl_with_beta_zero_equals_adversarial_training(batch, attack, overrides)
     cl = RunSpec("mnist", f"cl-{attack}", 0, "embed3", 0.0)
     cl_loss, cl_grads = _loss_and_grads(_fresh(model, state), inputs, labels, cl,
                                         settings.protocol)
-    assert torch.allclose(at_loss, cl_loss)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(at_grads, cl_grads))
+    assert_float32_close(cl_loss, at_loss, roundings=16)  # a mean over 16 per-sample losses
+    for cl_grad, at_grad in zip(cl_grads, at_grads):
+        assert_float32_close(cl_grad, at_grad, roundings=GRAD_ROUNDINGS)
 
 
 @pytest.mark.parametrize("inner", ["ce", "kl"])
@@ -56,8 +63,9 @@ def test_trades_with_beta_zero_equals_clean_cross_entropy(batch, inner):
     _fresh(model, state).zero_grad()
     clean = F.cross_entropy(model(inputs), labels)
     clean.backward()
-    assert torch.allclose(loss, clean.detach())
-    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(grads, model.parameters()))
+    assert_float32_close(loss, clean.detach(), roundings=16)
+    for grad, param in zip(grads, model.parameters()):
+        assert_float32_close(grad, param.grad, roundings=GRAD_ROUNDINGS)
 
 
 def test_trades_regularizer_is_positive_with_beta(batch):

@@ -3,6 +3,11 @@ import torch
 
 from repro.config import LAYERS
 from repro.model import WeightsUnavailable, build_model, embedding_table
+from tolerance import assert_float32_close
+
+# ResNet-18's longest reduction (layer4's 3x3 convolutions over 512 channels): two passes that
+# compute the same logits in another order may differ by that many roundings of their size.
+RESNET_FAN_IN = 512 * 3 * 3
 
 CIFAR_SHAPES = {"embed1": [64, 8, 8], "embed2": [64, 8, 8], "embed3": [128, 4, 4],
                 "embed4": [256, 2, 2], "embed5": [512, 1, 1], "output": [10]}
@@ -25,7 +30,7 @@ def test_one_pass_gives_every_tap_and_the_logits(make_settings):
     inputs = torch.randn(4, 3, 32, 32)
     logits, taps = model.forward_taps(inputs, LAYERS)
     assert torch.equal(taps["output"], logits)
-    assert torch.allclose(logits, model(inputs))
+    assert_float32_close(logits, model(inputs), roundings=RESNET_FAN_IN)
     assert {k: list(v.shape[1:]) for k, v in taps.items()} == CIFAR_SHAPES
 
 
@@ -42,8 +47,8 @@ def test_pixel_and_normalized_spaces_compute_the_same_function(make_settings):
     standard = build_model(make_settings("protocol.attack_space=pixel"), "cifar10").eval()
     standard.load_state_dict(paper.state_dict())
     pixels = torch.rand(3, 3, 32, 32)
-    assert torch.allclose(paper(paper.to_input(pixels)), standard(standard.to_input(pixels)),
-                          atol=1e-5)
+    assert_float32_close(standard(standard.to_input(pixels)), paper(paper.to_input(pixels)),
+                         roundings=RESNET_FAN_IN)
     assert torch.equal(standard.to_input(pixels), pixels)
 
 

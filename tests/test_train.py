@@ -5,6 +5,7 @@ import repro.train as train_module
 from repro.config import RunSpec
 from repro.io import load_torch
 from repro.train import NonFiniteLoss, train_run
+from tolerance import EPSBF16
 
 RUN = RunSpec("cifar10", "at-fgsm", seed=1)
 
@@ -95,6 +96,8 @@ def test_bf16_training_agrees_with_fp32_on_a_tiny_run(make_settings, tmp_path):
         results[precision] = train_run(settings, RunSpec("cifar10", "at-fgsm", 0),
                                        tmp_path / precision / "model.pt", progress=False)
     fp32, bf16 = (results[p]["metrics"][0] for p in ("fp32", "bf16"))
-    assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], rel=0.05)
-    assert bf16["val_loss"] == pytest.approx(fp32["val_loss"], rel=0.05)
+    # bf16 keeps 8 bits of mantissa: a loss averaged over bf16 logits may be off by a few bf16
+    # roundings (8 x 2^-7 = 6%), while fp32 noise is 1e5 times smaller.
+    assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], rel=8 * EPSBF16)
+    assert bf16["val_loss"] == pytest.approx(fp32["val_loss"], rel=8 * EPSBF16)
     assert results["bf16"]["precision"] == "bf16"
