@@ -5,7 +5,7 @@ tests/test_slurm.py``; ``.ci/run`` always runs it. One smoke-sized target, Table
 layer, one seed and two attacks, covers the data download (local rule), one training and two
 evaluation jobs (Slurm jobs, each asking for one GPU as the paper's config does; the node has
 pretend GPUs) and the table (local rule). It is built twice, with the local profile and with
-workflow/profiles/slurm (edited as its comments tell a user to: the GPU type set), and the two
+profiles/slurm (edited as its comments tell a user to: the GPU type set), and the two
 tables must agree number for number.
 """
 import copy
@@ -52,8 +52,8 @@ def write_config(folder: Path) -> Path:
 
 
 def slurm_profile(folder: Path) -> Path:
-    """workflow/profiles/slurm with the GPU type set, the one edit its comments suggest."""
-    text = (ROOT / "workflow/profiles/slurm/config.yaml").read_text()
+    """profiles/slurm with the GPU type set, the one edit its comments suggest."""
+    text = (ROOT / "profiles/slurm/config.yaml").read_text()
     edited = text.replace('# gpu_model: "a100"', f'gpu_model: "{GPU_TYPE}"')
     assert edited != text, "the slurm profile no longer offers gpu_model"
     (folder / "profile").mkdir(parents=True)
@@ -99,7 +99,7 @@ def test_slurm_profile_submits_each_job_to_slurm(tmp_path):
     if reason:
         pytest.fail(f"REPRO_SLURM_TEST=1 but no Slurm can be started here: {reason}")
 
-    snakemake(tmp_path / "local", "--profile", "workflow/profiles/local")
+    snakemake(tmp_path / "local", "--profile", "profiles/local")
 
     slurm_dir = tmp_path / "slurm"
     with slurm_cluster(gpus=1, gpu_type=GPU_TYPE) as cluster:

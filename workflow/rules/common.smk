@@ -10,17 +10,14 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The library lives in src/; make it importable here, installed or not (and in any process
-# Snakemake spawns, through PYTHONPATH).
-_SRC = os.path.join(workflow.basedir, "..", "src")
-sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
+# The library lives in src/: import this checkout's copy, installed or not. Jobs run in this
+# process (`run:`), and a cluster job's own Snakemake parses this file again, so that is enough.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from repro import grid, interrupt  # noqa: E402  (needs the path above)
 from repro.config import ATTACKS, DATASETS, config_errors  # noqa: E402
 
-
-SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
 
 
 def validate_config():
@@ -30,20 +27,22 @@ def validate_config():
     except WorkflowError:
         with open(SCHEMA) as handle:
             problems = config_errors(config, yaml.safe_load(handle))
-        raise WorkflowError("invalid config (keys as in config.yaml; allowed values in "
-                            "workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(problems))
+        header = "invalid config (keys as in config.yaml; allowed values in {}):".format(
+            os.path.relpath(SCHEMA)
+        )
+        raise WorkflowError(os.linesep.join([header] + [f"  {p}" for p in problems]))
 
 
 validate_config()
 
 RESULTS = config["results"]
 DATA_ROOT = config["data"]["root"]
-RUN_DIR = RESULTS + "/runs/{dataset}/{run}/seed{seed}"
+RUN_DIR = os.path.join(RESULTS, "runs", "{dataset}", "{run}", "seed{seed}")
 # Logs (and per-job wall/CPU/memory benchmarks, to size cluster resources) live under the
 # results folder, so smoke, test and real runs never share a file. On a cluster each job is its
 # own process; locally jobs are threads of one process, so a benchmark's CPU and memory columns
 # cover the whole process (each job log ends with the job's own wall and CPU time).
-LOGS = RESULTS + "/logs"
+LOGS = os.path.join(RESULTS, "logs")
 
 
 wildcard_constraints:
@@ -68,9 +67,10 @@ def _register_job_package(name="repro_jobs"):
     """Import workflow/scripts/ as the package `repro_jobs`, once, while the workflow is parsed
     (before any job thread): its modules' plain names (train, plot...) then never shadow, or
     get shadowed by, top-level modules of the environment."""
-    scripts = os.path.join(workflow.basedir, "scripts")
+    scripts = os.path.join(workflow.basedir, "workflow", "scripts")
     spec = importlib.util.spec_from_file_location(
-        name, os.path.join(scripts, "__init__.py"), submodule_search_locations=[scripts])
+        name, os.path.join(scripts, "__init__.py"), submodule_search_locations=[scripts]
+    )
     sys.modules[name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sys.modules[name])
     return name
@@ -86,7 +86,34 @@ def run_job(rule, input, output, params, wildcards, threads, resources, log):
     a job is a thread of this process: torch is imported once, not once per job. `job` has the
     attributes of the `snakemake` object that a `script:` would get.
     """
-    job = SimpleNamespace(rule=rule, input=input, output=output, params=params,
-                          wildcards=wildcards, threads=threads, resources=resources, log=log,
-                          config=config)
+    job = SimpleNamespace(config=config, **locals())  # the arguments above, by name
     importlib.import_module(f"{JOB_PACKAGE}.{rule}").main(job)
+
+
+# ---- report rules (report.smk) ----
+
+ACCURACY_TABLES = [n for n, t in grid.tables(config).items() if t.kind == "accuracy"]
+
+
+def table_caption(wildcards):
+    """Short caption for the HTML report; the .md/.tex files carry the full one."""
+    table = grid.tables(config)[int(wildcards.table)]
+    source = config["data"]["datasets"][table.dataset]["source"] if table.dataset else "model"
+    return f"{table.title}. Data source: {source}. Seeds: {list(table.seeds)}."
+
+
+def protocol_tables(wildcards):
+    """Each protocol's table CSVs (report.protocols: name -> results folder). Another folder's
+    tables come from its own Snakemake run, so a missing one is an error saying which run."""
+    inputs = {}
+    for name, folder in config["report"]["protocols"].items():
+        files = [os.path.join(folder, f"table{n}.csv") for n in ACCURACY_TABLES]
+        missing = [f for f in files if not os.path.exists(f)]
+        if os.path.normpath(folder) != os.path.normpath(RESULTS) and missing:
+            raise ValueError(
+                f"report.protocols: {name} results are missing ({missing[0]}); build that "
+                f"protocol's tables first with its own config (e.g. snakemake --cores N "
+                f"--configfile config/standard.yaml), then ask for protocols.md again"
+            )
+        inputs[name] = files
+    return inputs

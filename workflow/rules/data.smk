@@ -8,8 +8,8 @@ localrules:
 
 rule prepare_data:
     output:
-        DATA_ROOT + "/{dataset}-{source}.ready.json",
+        os.path.join(DATA_ROOT, "{dataset}-{source}.ready.json"),
     log:
-        LOGS + "/data/{dataset}-{source}.log",
+        os.path.join(LOGS, "data/{dataset}-{source}.log"),
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)

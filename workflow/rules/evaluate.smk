@@ -4,13 +4,13 @@
 rule evaluate:
     input:
         data=data_marker,
-        checkpoint=RUN_DIR + "/model.pt",
+        checkpoint=os.path.join(RUN_DIR, "model.pt"),
     output:
-        RUN_DIR + "/eval/{attack}.json",
+        os.path.join(RUN_DIR, "eval/{attack}.json"),
     log:
-        LOGS + "/evaluate/{dataset}/{run}/seed{seed}/{attack}.log",
+        os.path.join(LOGS, "evaluate/{dataset}/{run}/seed{seed}/{attack}.log"),
     benchmark:
-        LOGS + "/benchmarks/evaluate/{dataset}/{run}/seed{seed}/{attack}.tsv"
+        os.path.join(LOGS, "benchmarks/evaluate/{dataset}/{run}/seed{seed}/{attack}.tsv")
     threads: config["resources"]["evaluate"]["threads"]
     resources:
         **job_resources("evaluate"),

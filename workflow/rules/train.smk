@@ -5,11 +5,11 @@ rule train:
     input:
         data=data_marker,
     output:
-        checkpoint=RUN_DIR + "/model.pt",
+        checkpoint=os.path.join(RUN_DIR, "model.pt"),
     log:
-        LOGS + "/train/{dataset}/{run}/seed{seed}.log",
+        os.path.join(LOGS, "train/{dataset}/{run}/seed{seed}.log"),
     benchmark:
-        LOGS + "/benchmarks/train/{dataset}/{run}/seed{seed}.tsv"
+        os.path.join(LOGS, "benchmarks/train/{dataset}/{run}/seed{seed}.tsv")
     threads: config["resources"]["train"]["threads"]
     resources:
         **job_resources("train"),
