@@ -91,13 +91,18 @@ def test_reported_numbers_shipped():
 def test_provenance_has_one_row_per_evaluation(tables):
     evals = fake_evals(tables[4])
     for ev in evals:
-        ev.update(provenance={"torch": "2.x", "device": "cpu", "git_commit": "abc"},
-                  training={"epochs": 3, "wall_seconds": 12.5}, wall_seconds=1.5)
-    rows = list(csv.DictReader(report.provenance_csv(evals).splitlines()))
+        ev.update(provenance={"torch": "2.14.1+cpu", "device": "cpu", "git_commit": "abc"},
+                  training={"epochs": 3, "wall_seconds": 12.5,
+                            "provenance": {"torch": "2.14.1+cu130"}}, wall_seconds=1.5)
+    evals[-1]["training"]["provenance"]["torch"] = "2.15.0"
+    rows = list(csv.DictReader(report.provenance_csv(evals, {"torch": "2.14.1"}).splitlines()))
     assert len(rows) == len(evals) == 6 * 2 * 4
     first = rows[0]
     assert (first["dataset"], first["run"], first["seed"], first["attack"]) == \
         ("cifar10", "cl-fgsm-embed1-beta6", "0", "clean")
     assert (first["torch"], first["git_commit"], first["epochs"], first["n"]) == \
-        ("2.x", "abc", "3", "32")
+        ("2.14.1+cpu", "abc", "3", "32")
+    # a build tag is the same release; a training made with another torch is flagged
+    assert [row["lock"] for row in rows].count("matches") == len(rows) - 1
+    assert "torch 2.15.0 (lock: 2.14.1)" in {row["lock"] for row in rows}
     assert first["host"] == ""  # not recorded: left empty, never invented

@@ -66,7 +66,7 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
         "protocol": saved["protocol"], "checkpoint": str(checkpoint),
         "training": {"epochs": saved["epochs"], "best_val_loss": saved["best_val_loss"],
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
-                     "wall_seconds": saved["wall_seconds"]},
+                     "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"]},
         "wall_seconds": round(time.perf_counter() - started, 3),
         "provenance": io.provenance(device),
     }

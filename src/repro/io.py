@@ -76,6 +76,7 @@ def _require(path, data, required) -> None:
 
 def provenance(device) -> dict:
     """What made an output: versions, device, host and git commit (when available)."""
+    import numpy
     import torchvision
 
     from . import __version__
@@ -88,6 +89,7 @@ def provenance(device) -> dict:
     device = torch.device(device)
     return {
         "repro": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
         "python": platform.python_version(), "host": platform.node(), "git_commit": commit,
         "device": str(device),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"

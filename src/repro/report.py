@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from repro import lock
 from repro.config import RunSpec, format_beta
 from repro.grid import ATTACK_NAMES, DATASET_NAMES, Table, layer_label
 from repro.io import atomic_path, write_text
@@ -273,18 +274,26 @@ def plot_table(table: Table, evals: list[dict], by: str, outputs: list[str | Pat
 
 PROVENANCE_COLUMNS = ("dataset", "run", "seed", "attack", "n", "data_source", "epochs",
                       "train_seconds", "eval_seconds", "device", "device_name", "repro", "torch",
-                      "torchvision", "git_commit", "host")
+                      "torchvision", "numpy", "lock", "git_commit", "host")
+LOCKED_PACKAGES = ("torch", "torchvision", "numpy")  # recorded by io.provenance
 
 
-def provenance_csv(evals: list[dict]) -> str:
-    """One row per evaluation: what made it, for the report (versions, device, commit, time)."""
+def provenance_csv(evals: list[dict], pins: dict[str, str]) -> str:
+    """One row per evaluation: what made it, for the report (versions, device, commit, time).
+
+    Column ``lock`` flags an evaluation or its training made with versions other than the
+    lock's (``pins``, from repro.lock.read_lock): "matches", or what differed."""
     rows = []
     for ev in evals:
         training = ev.get("training", {})
+        versions = [source.get("provenance", {}) for source in (ev, training)]
+        differ = sorted({d for made in versions for d in lock.differences(
+            {name: made.get(name) for name in LOCKED_PACKAGES}, pins)})
         made = {**ev.get("provenance", {}), **ev["run"], "run": RunSpec(**ev["run"]).name,
                 "attack": ev["attack"], "n": ev["n"], "data_source": ev.get("data_source"),
                 "epochs": training.get("epochs"), "train_seconds": training.get("wall_seconds"),
-                "eval_seconds": ev.get("wall_seconds")}
+                "eval_seconds": ev.get("wall_seconds"),
+                "lock": "; ".join(differ) if differ else "matches"}
         rows.append(["" if made.get(c) is None else made[c] for c in PROVENANCE_COLUMNS])
     return to_csv(list(PROVENANCE_COLUMNS), sorted(rows, key=lambda r: tuple(map(str, r[:4]))))
 

@@ -130,7 +130,8 @@ rule protocols:
 
 rule provenance:
     input:
-        grid.all_eval_inputs(config),
+        evals=grid.all_eval_inputs(config),
+        lock=os.path.join(workflow.basedir, "requirements.lock"),
     output:
         report(
             os.path.join(RESULTS, "provenance.csv"),

@@ -1,5 +1,5 @@
 """What made every evaluation of this results folder, one CSV row each."""
-from repro import report
+from repro import lock, report
 from repro.io import write_text
 
 from .jobutil import job_log
@@ -7,4 +7,5 @@ from .jobutil import job_log
 
 def main(job):
     with job_log(job):
-        write_text(job.output[0], report.provenance_csv(report.load_evals(job.input)))
+        evals = report.load_evals(job.input.evals)
+        write_text(job.output[0], report.provenance_csv(evals, lock.read_lock(job.input.lock)))
