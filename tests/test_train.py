@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import repro.train as train_module
+from repro import records
 from repro.config import RunSpec
 from repro.io import load_torch
 from repro.train import NonFiniteLoss, train_run
@@ -82,9 +83,9 @@ def test_early_stopping_waits_patience_epochs(make_settings, tmp_path):
 def test_weight_decay_and_batch_size_follow_the_ledger(make_settings):
     settings = make_settings("training.weight_decay_by_beta={'0.5': 0.5}",
                              "training.batch_size_by_dataset={mnist: 32}")
-    record = train_module.run_record(settings, RunSpec("mnist", "cl-fgsm", 0, "embed5", 0.5))
+    record = records.run_record(settings, RunSpec("mnist", "cl-fgsm", 0, "embed5", 0.5))
     assert (record["weight_decay"], record["batch_size"]) == (0.5, 32)
-    record = train_module.run_record(settings, RunSpec("cifar10", "cl-fgsm", 0, "embed5", 6))
+    record = records.run_record(settings, RunSpec("cifar10", "cl-fgsm", 0, "embed5", 6))
     assert (record["weight_decay"], record["batch_size"]) == (0.1, 32)
 
 

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,45 @@ def test_adding_a_beta_adds_exactly_its_runs(tmp_path, paper_config):
     bigger = write_config(tmp_path, {"grid": {"beta_ablation": {"betas": betas}}}, "more.yaml")
     counts = job_counts(*targets, "--configfile", str(bigger))
     assert counts == {"train": 3, "evaluate": 12, "accuracy_table": 1, "plot": 1}
+
+
+TABLE4_ALL = {"train": 18, "evaluate": 72, "accuracy_table": 1}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"protocol": {"epsilon": 0.05}}, TABLE4_ALL),  # cl-fgsm trains and is attacked with it
+    ({"training": {"lr": 1e-4}}, TABLE4_ALL),
+    ({"model": {"pretrained": "none"}}, TABLE4_ALL),
+    ({"data": {"split_seed": 7}}, TABLE4_ALL),
+    ({"protocol": {"cl": {"distance": "euclidean"}}}, TABLE4_ALL),
+    ({"protocol": {"pgd": {"steps": 10}}}, {"evaluate": 18, "accuracy_table": 1}),  # PGD evals
+    ({"protocol": {"deepfool": {"steps": 5}}}, {"evaluate": 18, "accuracy_table": 1}),
+    ({"data": {"datasets": {"cifar10": {"subset": {"test": 500}}}}},
+     {"evaluate": 72, "accuracy_table": 1}),  # the test set: evaluations only
+    ({"protocol": {"topk_average": "sample"}}, {"evaluate": 72, "accuracy_table": 1}),
+    ({"report": {"compare_with_paper": True}}, {"accuracy_table": 1}),
+    ({"protocol": {"trades": {"beta": 2.0}}}, {}),  # Table 4 has no TRADES run
+    ({"data": {"datasets": {"mnist": {"val_size": 1000}}}}, {}),  # nor MNIST
+    ({"resources": {"train": {"mem_mb": 1000, "threads": 1}}}, {}),
+])
+def test_a_changed_value_reruns_exactly_the_jobs_that_read_it(built_table4, change, expected):
+    """Rules pass what their output depends on as params:, so Snakemake's params trigger reruns
+    them (and what depends on them), and nothing else."""
+    folder, base, target = built_table4
+    changed = write_config(folder, change, f"changed-{uuid.uuid4().hex}.yaml")
+    assert job_counts(target, "--configfile", str(base), str(changed)) == expected
+
+
+@pytest.fixture(scope="module")
+def built_table4(tmp_path_factory):
+    """Table 4 of config.yaml and all it needs, pretend-built once (dry runs change nothing)."""
+    folder = tmp_path_factory.mktemp("table4")
+    base = write_config(folder, {}, "base.yaml")
+    config = load_config(ROOT / "config.yaml", base)
+    target = str(folder / "results/table4.md")
+    _pretend_built(config, base, [target])
+    assert job_counts(target, "--configfile", str(base)) == {}  # up to date
+    return folder, base, target
 
 
 @pytest.mark.parametrize("overrides, key, token", [

@@ -174,14 +174,3 @@ def run_attack(model, attack: str, inputs, labels, protocol: Protocol,
         logits = model(adv)
     model.train(was_training)
     return adv, logits
-
-
-def attack_parameters(attack: str, protocol: Protocol) -> dict:
-    """What an evaluation JSON records about its attack."""
-    space = {"space": protocol.attack_space, "clip": protocol.clip}
-    return {
-        "clean": {},
-        "fgsm": {"epsilon": protocol.epsilon, **space},
-        "pgd": {"epsilon": protocol.epsilon, **vars(protocol.pgd), **space},
-        "deepfool": {**vars(protocol.deepfool), "clamp": [0.0, 1.0], **space},
-    }[attack]

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 
 from . import data, io
-from .attacks import attack_parameters, run_attack
+from .attacks import run_attack
 from .config import ATTACKS, RunSpec, Settings
-from .train import epoch_generator, prepare_model, run_record, select_device
+from .records import attack_parameters, run_record
+from .train import epoch_generator, prepare_model, select_device
 
 TOPK = (1, 3, 5)
 CHECKPOINT_FIELDS = ("model", "run", "protocol", "metrics")

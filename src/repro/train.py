@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from . import data, io
 from .config import RunSpec, Settings
 from .defenses import training_loss
+from .records import run_record
 from .model import build_model
 
 SYNC_EVERY = 50  # batches between host-device synchronisations (non-finite check, progress)
@@ -59,18 +60,6 @@ def prepare_model(settings: Settings, dataset: str, device: torch.device, seed: 
 
 def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(1_000_003 * seed + 1009 * epoch + salt)
-
-
-def run_record(settings: Settings, run: RunSpec) -> dict:
-    """The values that define a run's checkpoint (checked again at evaluation)."""
-    return {"run": run.as_dict(), "protocol": settings.as_dict()["protocol"],
-            "lr": settings.training.lr,
-            "weight_decay": settings.training.weight_decay_for(run),
-            "batch_size": settings.training.batch_size_for(run.dataset),
-            "shuffle": settings.training.shuffle, "pretrained": settings.pretrained,
-            "precision": settings.training.precision,
-            "data": {k: v for k, v in settings.data.source(run.dataset).items()},
-            "split_seed": settings.data.split_seed}
 
 
 def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=None,

@@ -14,8 +14,8 @@ from snakemake.utils import validate
 # process (`run:`), and a cluster job's own Snakemake parses this file again, so that is enough.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from repro import grid, interrupt  # noqa: E402  (needs the path above)
-from repro.config import ATTACKS, DATASETS, config_errors  # noqa: E402
+from repro import grid, interrupt, records  # noqa: E402  (needs the path above)
+from repro.config import ATTACKS, DATASETS, RunSpec, Settings, config_errors  # noqa: E402
 
 SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
 
@@ -35,6 +35,7 @@ def validate_config():
 
 validate_config()
 
+SETTINGS = Settings.from_config(config)
 RESULTS = config["results"]
 DATA_ROOT = config["data"]["root"]
 RUN_DIR = os.path.join(RESULTS, "runs", "{dataset}", "{run}", "seed{seed}")
@@ -56,6 +57,20 @@ wildcard_constraints:
 def job_resources(stage):
     """The config's `resources.<stage>` as a resources dict (SLURM plugin names: gpu, mem_mb, runtime)."""
     return {key: value for key, value in config["resources"][stage].items() if key != "threads"}
+
+
+def _run(wildcards):
+    return RunSpec.parse(wildcards.dataset, wildcards.run, wildcards.seed)
+
+
+def train_record(wildcards):
+    """Everything a checkpoint depends on (params: a change of any of it retrains the run)."""
+    return records.run_record(SETTINGS, _run(wildcards))
+
+
+def evaluation_record(wildcards):
+    """What an evaluation depends on beyond its checkpoint (params: a change reruns it)."""
+    return records.evaluation_record(SETTINGS, _run(wildcards), wildcards.attack)
 
 
 def data_marker(wildcards):
@@ -92,6 +107,8 @@ def run_job(rule, input, output, params, wildcards, threads, resources, log):
 
 # ---- report rules (report.smk) ----
 
+# The config sections whose values the ledger shows (docs/fidelity.md names their keys).
+LEDGER_VALUES = {k: config[k] for k in ("data", "model", "training", "protocol", "grid")}
 ACCURACY_TABLES = [n for n, t in grid.tables(config).items() if t.kind == "accuracy"]
 
 

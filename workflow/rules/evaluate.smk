@@ -14,5 +14,7 @@ rule evaluate:
     threads: config["resources"]["evaluate"]["threads"]
     resources:
         **job_resources("evaluate"),
+    params:
+        record=evaluation_record,
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)

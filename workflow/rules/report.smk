@@ -26,6 +26,7 @@ rule accuracy_table:
         table="|".join(map(str, ACCURACY_TABLES)),
     params:
         caption=table_caption,
+        compare_with_paper=config["report"]["compare_with_paper"],
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
 
@@ -42,6 +43,8 @@ rule embedding_table:
         tex=os.path.join(RESULTS, f"table{grid.EMBEDDING_TABLE}.tex"),
     log:
         os.path.join(LOGS, "report/table3.log"),
+    params:
+        datasets=list(config["data"]["datasets"]),
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
 
@@ -90,6 +93,8 @@ rule comparison:
         os.path.join(LOGS, "report/comparison.log"),
     params:
         tables=ACCURACY_TABLES,
+        datasets=config["data"]["datasets"],
+        seeds=config["grid"]["seeds"],
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
 
@@ -109,6 +114,8 @@ rule ledger:
         ),
     log:
         os.path.join(LOGS, "report/ledger.log"),
+    params:
+        values=LEDGER_VALUES,
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
 
@@ -124,6 +131,7 @@ rule protocols:
     params:
         tables=ACCURACY_TABLES,
         folders=lambda w: config["report"]["protocols"],
+        datasets=config["data"]["datasets"],
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
 

@@ -13,5 +13,7 @@ rule train:
     threads: config["resources"]["train"]["threads"]
     resources:
         **job_resources("train"),
+    params:
+        record=train_record,
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
