@@ -6,24 +6,25 @@ from pathlib import Path
 
 import torch
 
-from . import data, io
+from . import artifacts, data, io
 from .attacks import attack_parameters, run_attack
 from .config import ATTACKS, RunSpec, Settings
 from .train import epoch_generator, prepare_model, run_record, select_device
 
 TOPK = (1, 3, 5)
-CHECKPOINT_FIELDS = ("model", "run", "protocol", "metrics")
+CHECKPOINT_FIELDS = ("run", "protocol", "metrics")
 
 
 def load_checkpoint(settings: Settings, run: RunSpec, checkpoint: str | Path, device):
     """The trained classifier of ``run``; refuses a checkpoint made for another run/config."""
-    saved = io.load_torch(checkpoint, required=CHECKPOINT_FIELDS)
+    saved = artifacts.load_checkpoint(checkpoint, CHECKPOINT_FIELDS)
     expected = run_record(settings, run)
     mismatched = sorted(key for key in expected if saved.get(key) != expected[key])
     if mismatched:
         raise ValueError(f"{checkpoint} was trained with other values of {mismatched} than the "
-                         f"requested run {run.name} (seed {run.seed}) and config; retrain it "
-                         f"(delete the file) or evaluate it with the config that made it")
+                         f"requested run {run.name} (seed {run.seed}) and config; evaluate it "
+                         f"with the config that made it, or "
+                         f"{artifacts.rebuild_hint(checkpoint, 'train')}")
     model = prepare_model(settings, run.dataset, device)
     model.load_state_dict(saved["model"])
     return model.eval(), saved
@@ -47,6 +48,8 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
         raise ValueError(f"unknown attack {attack!r}; choose from {list(ATTACKS)}")
     device = select_device(device or settings.training.device)
     started = time.perf_counter()
+    if out_json is not None:
+        io.remove_temporaries(out_json)
     model, saved = load_checkpoint(settings, run, checkpoint, device)
     splits = data.load(settings, run.dataset)
     test = splits.test.to(device)
@@ -66,7 +69,8 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
         "protocol": saved["protocol"], "checkpoint": str(checkpoint),
         "training": {"epochs": saved["epochs"], "best_val_loss": saved["best_val_loss"],
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
-                     "wall_seconds": saved["wall_seconds"]},
+                     "wall_seconds": saved["wall_seconds"],
+                     "threads": saved["provenance"].get("threads")},
         "wall_seconds": round(time.perf_counter() - started, 3),
         "provenance": io.provenance(device),
     }

@@ -6,9 +6,7 @@ import os
 import sys
 from types import SimpleNamespace
 
-import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The library lives in src/; make it importable here, installed or not (and in any process
 # Snakemake spawns, through PYTHONPATH).
@@ -17,21 +15,16 @@ sys.path.insert(0, _SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
 
 from repro import grid, interrupt  # noqa: E402  (needs the path above)
-from repro.config import ATTACKS, DATASETS, config_errors  # noqa: E402
-
-
-SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+import repro.config  # noqa: E402
+from repro.config import ATTACKS, DATASETS  # noqa: E402
 
 
 def validate_config():
     """Fail before any job starts, one line per problem, each starting with the key."""
     try:
-        validate(config, SCHEMA)  # also fills in the schema's defaults
-    except WorkflowError:
-        with open(SCHEMA) as handle:
-            problems = config_errors(config, yaml.safe_load(handle))
-        raise WorkflowError("invalid config (keys as in config.yaml; allowed values in "
-                            "workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(problems))
+        repro.config.validate_config(config)  # also coerces numeric strings and fills defaults
+    except repro.config.ConfigError as error:
+        raise WorkflowError(str(error))
 
 
 validate_config()
