@@ -17,6 +17,8 @@ import yaml
 from repro import grid
 from repro.config import load_config, merge_config
 
+from conftest import BAD_CONFIGS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -94,27 +96,7 @@ def test_adding_a_beta_adds_exactly_its_runs(tmp_path, paper_config):
     assert counts == {"train": 3, "evaluate": 12, "accuracy_table": 1, "plot": 1}
 
 
-@pytest.mark.parametrize("overrides, key, token", [
-    ({"training": {"lrr": 0.1}}, "training", "'lrr'"),
-    ({"data": {"datasets": {"cifar100": {"source": "torchvision", "val_size": 10}}}},
-     "data.datasets", "'cifar100'"),
-    ({"data": {"datasets": {"cifar10": {"source": "embedded"}}}},
-     "data.datasets.cifar10.source", "'embedded'"),
-    ({"evaluation": {"attacks": ["clean", "cw"]}}, "evaluation.attacks.1", "'cw'"),
-    ({"grid": {"layer_ablation": {"layers": ["embed6"]}}}, "grid.layer_ablation.layers.0",
-     "'embed6'"),
-    ({"grid": {"seeds": [0, -1]}}, "grid.seeds.1", "minimum of 0"),
-    ({"protocol": {"pgd": {"stepz": 3}}}, "protocol.pgd", "'stepz'"),
-    ({"resources": {"train": {"gpus": 1}}}, "resources.train", "'gpus'"),
-    ({"training": {"lr": -1}}, "training.lr", "minimum of 0"),
-    ({"training": {"max_epochs": "ten"}}, "training.max_epochs", "'integer'"),
-    ({"training": {"precision": "fp16"}}, "training.precision", "'fp16'"),
-    ({"training": {"device": "gpu"}}, "training.device", "'gpu'"),
-    ({"protocol": {"attack_space": "pixels"}}, "protocol.attack_space", "'pixels'"),
-    ({"protocol": {"epsilon": 8}}, "protocol.epsilon", "maximum of 1"),
-    ({"grid": {"beta_ablation": {"betas": []}}}, "grid.beta_ablation.betas", "[]"),
-    ({"report": {"protocols": {"Paper!": "results"}}}, "report.protocols", "'Paper!'"),
-])
+@pytest.mark.parametrize("overrides, key, token", BAD_CONFIGS)
 def test_bad_config_fails_at_startup_naming_it(tmp_path, overrides, key, token):
     proc = snakemake("--dry-run", "--configfile", str(write_config(tmp_path, overrides)),
                      check=False)
