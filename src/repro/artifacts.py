@@ -5,8 +5,9 @@ top-1 of 250 or another run's numbers, would flow into a table without a word. S
 checks what the file must hold, and every error names the file and the one command that makes
 it again. That command is the user's own snakemake command with ``--forcerun FILE`` added:
 Snakemake then reruns the job that makes FILE and every job downstream of it (a table that
-read it included), in the same results folder and config. Deleting the file instead does not
-work: an up-to-date target does not bring back its missing inputs.
+read it included), in the same results folder and config, whatever the state of the other
+files. The library cannot spell the whole command: it does not know the user's targets and
+config files (and a cluster job's command line is not the user's).
 """
 from __future__ import annotations
 
