@@ -1,6 +1,5 @@
 """``python -m repro``: the same config checks as the workflow, one-line errors that name the
 key or file, and the workflow's thread count, so a run by hand repeats the workflow's numbers."""
-import signal
 
 import pytest
 import torch

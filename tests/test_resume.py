@@ -51,7 +51,8 @@ def test_sigkill_then_restart_equals_uninterrupted_run(config, tmp_path):
     restarted = _train(config, killed)
     assert restarted.wait(timeout=300) == 0
     assert "resuming" in restarted.stderr.read()
-    first, second = load_checkpoint(whole)["model"], load_checkpoint(killed)["model"]
+    first = load_checkpoint(whole)["model"]
+    second = load_checkpoint(killed)["model"]
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 

@@ -38,7 +38,8 @@ def _use_threads(args, config: dict) -> None:
     CPU depend on the thread count, so a run by hand repeats the workflow's numbers."""
     import torch
 
-    torch.set_num_threads(args.threads or config["resources"][args.command]["threads"])
+    torch.set_num_threads(args.threads if args.threads is not None
+                          else config["resources"][args.command]["threads"])
 
 
 def _run(args) -> RunSpec:

@@ -20,9 +20,10 @@ from repro.config import ATTACKS, DATASETS  # noqa: E402
 
 
 def validate_config():
-    """Fail before any job starts, one line per problem, each starting with the key."""
+    """Fail before any job starts, one line per problem, each starting with the key.
+    In place, numeric strings become numbers and the schema's defaults fill in."""
     try:
-        repro.config.validate_config(config)  # also coerces numeric strings and fills defaults
+        repro.config.validate_config(config)
     except repro.config.ConfigError as error:
         raise WorkflowError(str(error))
 
