@@ -322,7 +322,7 @@ _INTEGER = re.compile(r"[+-]?\d+")
 def _coerce_strings(config: dict, schema: dict) -> None:
     """Replace, in place, every string the schema wants as a number, integer or boolean and
     that spells one exactly ('0.05', '1e-3', '20', 'true'); other strings stay and fail."""
-    for error in _validator(schema).iter_errors(config):
+    for error in list(_validator(schema).iter_errors(config)):  # all found, then changed
         value = _as_wanted(error.instance, error.validator_value) \
             if error.validator == "type" and isinstance(error.instance, str) else None
         if value is not None and error.absolute_path:

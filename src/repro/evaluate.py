@@ -9,10 +9,15 @@ import torch
 from . import artifacts, data, io
 from .attacks import attack_parameters, run_attack
 from .config import ATTACKS, RunSpec, Settings
+from .errors import UserError
 from .train import epoch_generator, prepare_model, run_record, select_device
 
 TOPK = (1, 3, 5)
 CHECKPOINT_FIELDS = ("run", "protocol", "metrics")
+
+
+class CheckpointMismatch(UserError, ValueError):
+    """The checkpoint was trained for another run or with other config values."""
 
 
 def load_checkpoint(settings: Settings, run: RunSpec, checkpoint: str | Path, device):
@@ -21,7 +26,7 @@ def load_checkpoint(settings: Settings, run: RunSpec, checkpoint: str | Path, de
     expected = run_record(settings, run)
     mismatched = sorted(key for key in expected if saved.get(key) != expected[key])
     if mismatched:
-        raise ValueError(f"{checkpoint} was trained with other values of {mismatched} than the "
+        raise CheckpointMismatch(f"{checkpoint} was trained with other values of {mismatched} than the "
                          f"requested run {run.name} (seed {run.seed}) and config; evaluate it "
                          f"with the config that made it, or "
                          f"{artifacts.rebuild_hint(checkpoint, 'train')}")
