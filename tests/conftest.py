@@ -20,6 +20,32 @@ TINY = {
     "evaluation": {"chunk_size": 64},
 }
 
+# Invalid config overlays, each with the one key its error must start with and a token of the
+# message; the workflow (test_workflow) and the CLI (test_cli) must refuse each the same way.
+BAD_CONFIGS = [
+    ({"training": {"lrr": 0.1}}, "training", "'lrr'"),
+    ({"trainig": {"lr": 0.1}}, "(top level)", "'trainig'"),
+    ({"data": {"datasets": {"cifar100": {"source": "torchvision", "val_size": 10}}}},
+     "data.datasets", "'cifar100'"),
+    ({"data": {"datasets": {"cifar10": {"source": "embedded"}}}},
+     "data.datasets.cifar10.source", "'embedded'"),
+    ({"evaluation": {"attacks": ["clean", "cw"]}}, "evaluation.attacks.1", "'cw'"),
+    ({"grid": {"layer_ablation": {"layers": ["embed6"]}}}, "grid.layer_ablation.layers.0",
+     "'embed6'"),
+    ({"grid": {"seeds": [0, -1]}}, "grid.seeds.1", "minimum of 0"),
+    ({"protocol": {"pgd": {"stepz": 3}}}, "protocol.pgd", "'stepz'"),
+    ({"resources": {"train": {"gpus": 1}}}, "resources.train", "'gpus'"),
+    ({"training": {"lr": -1}}, "training.lr", "minimum of 0"),
+    ({"training": {"max_epochs": "ten"}}, "training.max_epochs", "'integer'"),
+    ({"training": {"precision": "fp16"}}, "training.precision", "'fp16'"),
+    ({"training": {"device": "gpu"}}, "training.device", "'gpu'"),
+    ({"protocol": {"attack_space": "pixels"}}, "protocol.attack_space", "'pixels'"),
+    ({"protocol": {"epsilon": 8}}, "protocol.epsilon", "maximum of 1"),
+    ({"protocol": {"epsilon": -0.5}}, "protocol.epsilon", "minimum of 0"),
+    ({"grid": {"beta_ablation": {"betas": []}}}, "grid.beta_ablation.betas", "[]"),
+    ({"report": {"protocols": {"Paper!": "results"}}}, "report.protocols", "'Paper!'"),
+]
+
 
 @pytest.fixture(autouse=True)
 def _threads():

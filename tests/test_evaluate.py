@@ -7,8 +7,11 @@ import torch
 
 from repro.config import RunSpec
 from repro.evaluate import evaluate_run, topk_accuracy
-from repro.io import CorruptFile
+from repro.artifacts import load_checkpoint, save_checkpoint
+from repro.io import CorruptFile, save_torch
 from repro.train import train_run
+
+from conftest import ROOT
 
 RUN = RunSpec("mnist", "standard", seed=0)
 
@@ -53,26 +56,40 @@ def test_evaluation_refuses_a_checkpoint_of_another_run(trained):
         evaluate_run(settings, RunSpec("mnist", "standard", seed=1), path, "clean")
 
 
-def test_corrupt_checkpoint_is_named(trained, tmp_path):
+def test_corrupt_checkpoint_is_named_with_the_command_that_rebuilds_it(trained, tmp_path):
     settings, path = trained
     broken = tmp_path / "model.pt"
     broken.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(CorruptFile, match=str(broken)):
+    with pytest.raises(CorruptFile, match=f"^{broken} does not load.*--forcerun {broken}`"):
         evaluate_run(settings, RUN, broken, "clean")
 
 
+def test_a_checkpoint_without_weights_is_refused_naming_it(trained, tmp_path):
+    """What a run whose validation loss was NaN from the first epoch used to write."""
+    settings, path = trained
+    empty = tmp_path / "model.pt"
+    save_torch(empty, {**load_checkpoint(path), "model": None})
+    with pytest.raises(CorruptFile, match=f"^{empty} holds no weights.*--forcerun {empty}`"):
+        evaluate_run(settings, RUN, empty, "clean")
+    with pytest.raises(ValueError, match="no weights"):
+        save_checkpoint(tmp_path / "other.pt", {**load_checkpoint(path), "model": None})
+    assert not (tmp_path / "other.pt").exists()
+
+
 def test_cli_trains_and_evaluates_one_run(tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"data": {"root": str(tmp_path), "datasets": {
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(json.dumps({"data": {"root": str(tmp_path), "datasets": {
         "mnist": {"source": "embedded", "val_size": 50, "subset": {"train": 64, "test": 32}}}},
         "model": {"pretrained": "none"}}))
     base = [sys.executable, "-m", "repro"]
-    run = ["--config", str(config), "--dataset", "mnist", "--defense", "cl-fgsm", "--layer",
-           "embed5", "--beta", "6", "--set", "training.max_epochs=1"]
+    run = ["--config", str(ROOT / "config.yaml"), "--configfile", str(overlay), "--dataset",
+           "mnist", "--defense", "cl-fgsm", "--layer", "embed5", "--beta", "6", "--set",
+           "training.max_epochs=1"]
     subprocess.run(base + ["train"] + run + ["--out", str(tmp_path / "m.pt")], check=True)
     done = subprocess.run(base + ["evaluate"] + run + ["--checkpoint", str(tmp_path / "m.pt"),
                                                         "--attack", "fgsm"],
                           check=True, capture_output=True, text=True)
     assert json.loads(done.stdout)["n"] == 32
     helptext = subprocess.run(base + ["train", "--help"], capture_output=True, text=True).stdout
-    assert all(option in helptext for option in ("--layer", "--beta", "--set", "--device"))
+    assert all(option in helptext
+               for option in ("--layer", "--beta", "--set", "--device", "--threads"))

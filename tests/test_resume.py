@@ -8,7 +8,9 @@ import time
 import pytest
 import torch
 
-from repro.io import load_torch
+from repro.artifacts import load_checkpoint
+
+from conftest import ROOT
 
 RUN = ["--dataset", "cifar10", "--defense", "trades-fgsm", "--seed", "3"]
 
@@ -17,14 +19,15 @@ RUN = ["--dataset", "cifar10", "--defense", "trades-fgsm", "--seed", "3"]
 def config(tmp_path, tiny_config):
     tiny_config["training"].update(max_epochs=2, shuffle=True)
     tiny_config["data"]["datasets"]["cifar10"]["subset"]["train"] = 96
-    path = tmp_path / "config.yaml"
+    tiny_config["resources"] = {"train": {"threads": 1}}
+    path = tmp_path / "tiny.yaml"  # merged over config.yaml
     path.write_text(json.dumps(tiny_config))
     return path
 
 
 def _train(config, out, **popen):
-    command = [sys.executable, "-m", "repro", "train", "--config", str(config), *RUN,
-               "--out", str(out), "--no-progress"]
+    command = [sys.executable, "-m", "repro", "train", "--config", str(ROOT / "config.yaml"),
+               "--configfile", str(config), *RUN, "--out", str(out), "--no-progress"]
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -36,7 +39,7 @@ def _kill_after_first_epoch(config, out, sig):
         time.sleep(0.02)
     process.send_signal(sig)
     process.wait(timeout=60)
-    assert load_torch(state)["epoch"] == 1, "the kill should land during the second epoch"
+    assert torch.load(state, weights_only=False)["epoch"] == 1, "the kill should land during the second epoch"
     assert not out.exists()
     return process
 
@@ -48,7 +51,8 @@ def test_sigkill_then_restart_equals_uninterrupted_run(config, tmp_path):
     restarted = _train(config, killed)
     assert restarted.wait(timeout=300) == 0
     assert "resuming" in restarted.stderr.read()
-    first, second = load_torch(whole)["model"], load_torch(killed)["model"]
+    first = load_checkpoint(whole)["model"]
+    second = load_checkpoint(killed)["model"]
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 

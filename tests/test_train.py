@@ -1,10 +1,12 @@
+import uuid
+
 import pytest
 import torch
 
 import repro.train as train_module
 from repro import records
 from repro.config import RunSpec
-from repro.io import load_torch
+from repro.artifacts import load_checkpoint
 from repro.train import NonFiniteLoss, train_run
 from tolerance import EPSBF16
 
@@ -22,7 +24,7 @@ def test_same_seed_gives_identical_checkpoints(make_settings, tmp_path):
     assert _same_weights(first["model"], second["model"])
     assert (tmp_path / "a" / "metrics.csv").read_text().startswith("epoch,train_loss")
     assert not (tmp_path / "a" / "model.pt.state").exists()
-    saved = load_torch(tmp_path / "a" / "model.pt")
+    saved = load_checkpoint(tmp_path / "a" / "model.pt")
     assert saved["run"] == RUN.as_dict() and saved["data_source"].startswith("synthetic")
     assert saved["provenance"]["torch"] == torch.__version__
 
@@ -53,9 +55,13 @@ def test_resumed_run_equals_uninterrupted_run(make_settings, tmp_path, monkeypat
         train_run(settings, run, tmp_path / "resumed" / "model.pt", progress=False)
     assert (tmp_path / "resumed" / "model.pt.state").exists()
     assert not (tmp_path / "resumed" / "model.pt").exists()
+    # kill -9 while the state was being written leaves its temporary; the resumed run removes it
+    orphan = tmp_path / "resumed" / f".model.pt.state.{uuid.uuid4().hex}.tmp"
+    orphan.write_bytes(b"half a state")
     monkeypatch.setattr(train_module, "_train_epoch", original)
     resumed = train_run(settings, run, tmp_path / "resumed" / "model.pt", progress=False)
     assert _same_weights(whole["model"], resumed["model"])
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["metrics.csv", "model.pt"]
     assert [m["val_loss"] for m in whole["metrics"]] == [m["val_loss"] for m in resumed["metrics"]]
 
 
@@ -70,6 +76,19 @@ def test_nan_loss_stops_with_epoch_and_batch_and_no_checkpoint(make_settings, tm
         train_run(make_settings(), RunSpec("cifar10", "standard", 0), tmp_path / "m.pt",
                   progress=False)
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_nan_validation_loss_from_the_first_epoch_fails_without_a_checkpoint(make_settings,
+                                                                           tmp_path):
+    """lr 1e6: the training loss of epoch 1 is finite, the validation loss NaN; such a run
+    used to succeed with a checkpoint that held no weights."""
+    settings = make_settings("training.lr=1000000.0", "data.datasets.cifar10.subset.train=64",
+                             "training.max_epochs=1")
+    with pytest.raises(NonFiniteLoss, match="validation loss is nan after epoch 1; no checkpoint"):
+        train_run(settings, RunSpec("cifar10", "standard", 0), tmp_path / "run" / "model.pt",
+                  progress=False)
+    assert not (tmp_path / "run" / "model.pt").exists()
+    assert not (tmp_path / "run" / "model.pt.state").exists()
 
 
 def test_early_stopping_waits_patience_epochs(make_settings, tmp_path):

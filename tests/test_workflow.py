@@ -16,7 +16,10 @@ import pytest
 import yaml
 
 from repro import grid
+from repro.artifacts import load_checkpoint, read_eval
 from repro.config import load_config, merge_config
+
+from conftest import BAD_CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,27 +137,7 @@ def built_table4(tmp_path_factory):
     return folder, base, target
 
 
-@pytest.mark.parametrize("overrides, key, token", [
-    ({"training": {"lrr": 0.1}}, "training", "'lrr'"),
-    ({"data": {"datasets": {"cifar100": {"source": "torchvision", "val_size": 10}}}},
-     "data.datasets", "'cifar100'"),
-    ({"data": {"datasets": {"cifar10": {"source": "embedded"}}}},
-     "data.datasets.cifar10.source", "'embedded'"),
-    ({"evaluation": {"attacks": ["clean", "cw"]}}, "evaluation.attacks.1", "'cw'"),
-    ({"grid": {"layer_ablation": {"layers": ["embed6"]}}}, "grid.layer_ablation.layers.0",
-     "'embed6'"),
-    ({"grid": {"seeds": [0, -1]}}, "grid.seeds.1", "minimum of 0"),
-    ({"protocol": {"pgd": {"stepz": 3}}}, "protocol.pgd", "'stepz'"),
-    ({"resources": {"train": {"gpus": 1}}}, "resources.train", "'gpus'"),
-    ({"training": {"lr": -1}}, "training.lr", "minimum of 0"),
-    ({"training": {"max_epochs": "ten"}}, "training.max_epochs", "'integer'"),
-    ({"training": {"precision": "fp16"}}, "training.precision", "'fp16'"),
-    ({"training": {"device": "gpu"}}, "training.device", "'gpu'"),
-    ({"protocol": {"attack_space": "pixels"}}, "protocol.attack_space", "'pixels'"),
-    ({"protocol": {"epsilon": 8}}, "protocol.epsilon", "maximum of 1"),
-    ({"grid": {"beta_ablation": {"betas": []}}}, "grid.beta_ablation.betas", "[]"),
-    ({"report": {"protocols": {"Paper!": "results"}}}, "report.protocols", "'Paper!'"),
-])
+@pytest.mark.parametrize("overrides, key, token", BAD_CONFIGS)
 def test_bad_config_fails_at_startup_naming_it(tmp_path, overrides, key, token):
     proc = snakemake("--dry-run", "--configfile", str(write_config(tmp_path, overrides)),
                      check=False)
@@ -163,6 +146,24 @@ def test_bad_config_fails_at_startup_naming_it(tmp_path, overrides, key, token):
     assert problems[0].strip().startswith(f"{key}: ") and token in problems[0]  # one line
     assert not problems[1].strip().startswith(f"{key}: ")  # and only one
     assert not (tmp_path / "results").exists()  # nothing ran
+
+
+def test_numeric_strings_from_yaml_and_the_command_line_are_numbers(tmp_path):
+    """PyYAML reads `1e-3` as a string, and Snakemake passes nested --config values as strings:
+    both are what the user meant, so the schema's numbers accept them."""
+    config = write_config(tmp_path, {})
+    config.write_text(config.read_text() + "training: {lr: 1e-3}\n")
+    assert yaml.safe_load(config.read_text())["training"]["lr"] == "1e-3"
+    snakemake("--dry-run", "--configfile", str(config), "--config", "protocol={epsilon: 0.05}")
+
+
+def test_data_root_naming_a_file_is_one_line_naming_the_key(tmp_path):
+    config = write_config(tmp_path, {})
+    config.write_text(config.read_text().replace(str(tmp_path / "data"), str(config)))
+    proc = snakemake("--dry-run", "--configfile", str(config), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+    problems = (proc.stdout + proc.stderr).split("invalid config")[1].splitlines()[1:]
+    assert problems[0].strip() == f"data.root: {str(config)!r} is not a folder; give a folder path"
 
 
 # ---- end to end: both protocols on the smoke data ----
@@ -319,3 +320,51 @@ def test_an_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path):
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # not redone
     assert (tmp_path / "parts/table4.csv").read_text() == \
         (tmp_path / "whole/table4.csv").read_text()
+
+
+def _one_run_config(folder: Path) -> Path:
+    """Table 4 of the smoke preset cut to one run (output layer, seed 0) and one attack."""
+    return _smoke_config(folder, "one", evaluation={"attacks": ["clean"]},
+                         grid={"seeds": [0], "layer_ablation": {"layers": ["output"]}})
+
+
+@pytest.mark.slow
+def test_a_damaged_file_is_rebuilt_by_the_command_its_error_gives(tmp_path):
+    """A garbage evaluation JSON, then a truncated checkpoint: the job that reads it fails naming
+    the file and what to add to the command; the command with that added rebuilds the file and
+    what was made from it. Also: a training by hand repeats the workflow's numbers (~60 s)."""
+    config = _one_run_config(tmp_path)
+    command = [str(tmp_path / "one/table4.md"), "--cores", "1", "--configfile", str(config)]
+    snakemake(*command)
+    run_dir = tmp_path / "one/runs/cifar10/cl-fgsm-output-beta6/seed0"
+    checkpoint, evaluation = run_dir / "model.pt", run_dir / "eval/clean.json"
+
+    evaluation.write_text("garbage\n")
+    _rebuild(command, evaluation, "evaluation JSON")
+    assert read_eval(evaluation)["n"] > 0 and (tmp_path / "one/table4.md").exists()
+
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    _rebuild(command, checkpoint, "checkpoint")
+    assert load_checkpoint(checkpoint)["epochs"] == 2 and (tmp_path / "one/table4.md").exists()
+
+    by_hand = tmp_path / "by-hand/model.pt"
+    subprocess.run([sys.executable, "-m", "repro", "train", "--config", str(ROOT / "config.yaml"),
+                    "--configfile", str(config), "--dataset", "cifar10", "--defense", "cl-fgsm",
+                    "--layer", "output", "--beta", "6", "--out", str(by_hand), "--no-progress"],
+                   check=True, cwd=ROOT, capture_output=True)
+    assert _metrics(by_hand) == _metrics(checkpoint)
+
+
+def _rebuild(command: list[str], damaged: Path, what: str) -> None:
+    failed = snakemake(*command, check=False)
+    assert failed.returncode != 0, what
+    fix = re.search(rf"`(--forcerun {re.escape(str(damaged))})` added at its end",
+                    failed.stdout + failed.stderr)
+    assert fix, f"the error for a damaged {what} gives no command:\n{failed.stderr}"
+    snakemake(*command, *fix[1].split())
+
+
+def _metrics(checkpoint: Path) -> list[dict]:
+    """Training metrics without the wall-clock column."""
+    with open(checkpoint.with_name("metrics.csv")) as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]

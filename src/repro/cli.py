@@ -8,7 +8,9 @@ import sys
 
 import yaml
 
-from .config import ATTACKS, DATASETS, DEFENSES, LAYERS, RunSpec, Settings, load_config
+from .config import (ATTACKS, DATASETS, DEFENSES, LAYERS, RunSpec, Settings, load_config,
+                     validate_config)
+from .errors import UserError
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
@@ -26,7 +28,18 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 
 def _config(args) -> dict:
-    return apply_overrides(load_config(args.config, *args.configfile), args.set)
+    """The merged config (file, presets, ``--set``), checked as the workflow checks it."""
+    return validate_config(apply_overrides(load_config(args.config, *args.configfile), args.set))
+
+
+def _use_threads(args, config: dict) -> None:
+    """torch's threads: ``--threads``, else the config's ``resources.<stage>.threads``, the
+    count a workflow job of the same stage runs with (unless --cores is lower): results on
+    CPU depend on the thread count, so a run by hand repeats the workflow's numbers."""
+    import torch
+
+    torch.set_num_threads(args.threads if args.threads is not None
+                          else config["resources"][args.command]["threads"])
 
 
 def _run(args) -> RunSpec:
@@ -45,6 +58,9 @@ def _common(parser, with_run=True):
     parser.add_argument("--device", default=None,
                         help="cpu, cuda or cuda:N (default: training.device from the config)")
     if with_run:
+        parser.add_argument("--threads", type=int, default=None,
+                            help="torch threads (default: resources.<command>.threads from the "
+                                 "config, as in the workflow; results on CPU depend on it)")
         parser.add_argument("--dataset", required=True, choices=DATASETS)
         parser.add_argument("--defense", required=True, choices=DEFENSES)
         parser.add_argument("--layer", choices=LAYERS, default=None,
@@ -93,11 +109,19 @@ def main(argv=None) -> int:
     # SLURM and pre-emption send SIGTERM: exit non-zero at once; the resumable state of the
     # last completed epoch is already on disk.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return _main(args)
+    except UserError as error:
+        raise SystemExit(f"python -m repro {args.command}: {error}") from error
+
+
+def _main(args) -> int:
     config = _config(args)
     settings = Settings.from_config(config)
     if args.command == "train":
         from .train import train_run
 
+        _use_threads(args, config)
         result = train_run(settings, _run(args), args.out, args.device,
                            progress=False if args.no_progress else None)
         last = result["metrics"][-1]
@@ -106,6 +130,7 @@ def main(argv=None) -> int:
     elif args.command == "evaluate":
         from .evaluate import evaluate_run
 
+        _use_threads(args, config)
         result = evaluate_run(settings, _run(args), args.checkpoint, args.attack, args.out,
                               args.device)
         print(json.dumps({k: result[k] for k in ("attack", "top1", "top3", "top5", "n")}))

@@ -7,12 +7,16 @@ code reads these values and never branches on a protocol *name*.
 """
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .errors import UserError
 
 DATASETS = ("cifar10", "mnist")
 DEFENSES = ("standard", "at-fgsm", "at-pgd", "trades-fgsm", "trades-pgd", "cl-fgsm", "cl-pgd")
@@ -244,16 +248,116 @@ def merge_config(base: dict, overlay: dict) -> dict:
     return base
 
 
+SCHEMA_FILE = "config.schema.yaml"  # shipped in the package: the CLI needs it installed, too
+
+
+class ConfigError(UserError, ValueError):
+    """An invalid pipeline config: one line per problem, each starting with its dotted key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"invalid config (keys as in config.yaml; allowed values in "
+                         f"src/repro/{SCHEMA_FILE}):\n  " + "\n  ".join(problems))
+
+
+def load_schema() -> dict:
+    with resources.files("repro").joinpath(SCHEMA_FILE).open() as handle:
+        return yaml.safe_load(handle)
+
+
+def validate_config(config: dict) -> dict:
+    """Check a merged pipeline config in place, before any work; raise :class:`ConfigError`.
+
+    The one check for both entry points (the workflow at start-up and ``python -m repro``), so
+    a value the workflow refuses is refused by hand too. Also, in place: numeric and boolean
+    strings become numbers and booleans where the schema wants them (Snakemake passes nested
+    ``--config`` values as strings, and PyYAML reads ``1e-3`` as a string), and the schema's
+    defaults fill in missing keys. Folders the config names must not be files.
+    """
+    schema = load_schema()
+    _coerce_strings(config, schema)
+    problems = config_errors(config, schema) or _folder_errors(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
 def config_errors(config: dict, schema: dict) -> list[str]:
     """Every violation of the config's JSON schema as one line that starts with the dotted key
-    (``training.lr: -1 is less than or equal to the minimum of 0``), in key order.
+    (``training.lr: -1 is less than or equal to the minimum of 0``), in key order; fills in the
+    schema's defaults on the way.
 
     jsonschema's own report puts the key in a schema path several lines below the message;
     a user who mistyped one value should read which key on the first line.
     """
-    from jsonschema.validators import validator_for
+    errors = sorted(_validator(schema).iter_errors(config),
+                    key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{_key(error.absolute_path)}: {error.message}" for error in errors]
 
-    validator = validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    return [f"{'.'.join(map(str, error.absolute_path)) or '(top level)'}: {error.message}"
-            for error in errors]
+
+def _key(path) -> str:
+    return ".".join(map(str, path)) or "(top level)"
+
+
+def _validator(schema: dict):
+    """The schema's validator, extended (as Snakemake's ``validate`` is) to set defaults."""
+    from jsonschema import validators
+
+    base = validators.validator_for(schema)
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return validators.extend(base, {"properties": properties_with_defaults})(schema)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _coerce_strings(config: dict, schema: dict) -> None:
+    """Replace, in place, every string the schema wants as a number, integer or boolean and
+    that spells one exactly ('0.05', '1e-3', '20', 'true'); other strings stay and fail."""
+    for error in list(_validator(schema).iter_errors(config)):  # all found, then changed
+        value = _as_wanted(error.instance, error.validator_value) \
+            if error.validator == "type" and isinstance(error.instance, str) else None
+        if value is not None and error.absolute_path:
+            *parents, leaf = error.absolute_path
+            node = config
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+
+
+def _as_wanted(text: str, wanted) -> int | float | bool | None:
+    wanted = [wanted] if isinstance(wanted, str) else wanted
+    text = text.strip()
+    if "integer" in wanted and _INTEGER.fullmatch(text):
+        return int(text)
+    if "number" in wanted and _NUMBER.fullmatch(text):
+        return float(text)
+    if "boolean" in wanted and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return None
+
+
+FOLDER_KEYS = (("results",), ("data", "root"))
+
+
+def _folder_errors(config: dict) -> list[str]:
+    """A folder key naming a file (or a path through a file) fails here, naming the key,
+    instead of as a NotADirectoryError deep inside the first job that writes there."""
+    problems = []
+    for key in FOLDER_KEYS:
+        value = config
+        for part in key:
+            value = value[part]
+        blocker = next((p for p in (Path(value), *Path(value).parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            where = "" if blocker == Path(value) else f" ({blocker} is a file)"
+            problems.append(f"{_key(key)}: {value!r} is not a folder{where}; give a folder path")
+    return problems

@@ -6,25 +6,31 @@ from pathlib import Path
 
 import torch
 
-from . import data, io
+from . import artifacts, data, io
 from .attacks import run_attack
 from .config import ATTACKS, RunSpec, Settings
+from .errors import UserError
 from .records import attack_parameters, run_record
 from .train import epoch_generator, prepare_model, select_device
 
 TOPK = (1, 3, 5)
-CHECKPOINT_FIELDS = ("model", "run", "protocol", "metrics")
+CHECKPOINT_FIELDS = ("run", "protocol", "metrics")
+
+
+class CheckpointMismatch(UserError, ValueError):
+    """The checkpoint was trained for another run or with other config values."""
 
 
 def load_checkpoint(settings: Settings, run: RunSpec, checkpoint: str | Path, device):
     """The trained classifier of ``run``; refuses a checkpoint made for another run/config."""
-    saved = io.load_torch(checkpoint, required=CHECKPOINT_FIELDS)
+    saved = artifacts.load_checkpoint(checkpoint, CHECKPOINT_FIELDS)
     expected = run_record(settings, run)
     mismatched = sorted(key for key in expected if saved.get(key) != expected[key])
     if mismatched:
-        raise ValueError(f"{checkpoint} was trained with other values of {mismatched} than the "
-                         f"requested run {run.name} (seed {run.seed}) and config; retrain it "
-                         f"(delete the file) or evaluate it with the config that made it")
+        raise CheckpointMismatch(f"{checkpoint} was trained with other values of {mismatched} than the "
+                         f"requested run {run.name} (seed {run.seed}) and config; evaluate it "
+                         f"with the config that made it, or "
+                         f"{artifacts.rebuild_hint(checkpoint, 'train')}")
     model = prepare_model(settings, run.dataset, device)
     model.load_state_dict(saved["model"])
     return model.eval(), saved
@@ -48,6 +54,8 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
         raise ValueError(f"unknown attack {attack!r}; choose from {list(ATTACKS)}")
     device = select_device(device or settings.training.device)
     started = time.perf_counter()
+    if out_json is not None:
+        io.remove_temporaries(out_json)
     model, saved = load_checkpoint(settings, run, checkpoint, device)
     splits = data.load(settings, run.dataset)
     test = splits.test.to(device)

@@ -153,6 +153,19 @@ def eval_path(results: str, run: RunSpec, attack: str) -> Path:
     return run_dir(results, run) / "eval" / f"{attack}.json"
 
 
+def parse_eval_path(path: str | Path) -> tuple[RunSpec, str] | None:
+    """The run and attack that :func:`eval_path` encodes in ``path``; None for another layout."""
+    parts = Path(path).parts
+    if len(parts) < 6 or parts[-6] != "runs" or parts[-2] != "eval" or \
+            not parts[-1].endswith(".json") or not parts[-3].startswith("seed"):
+        return None
+    dataset, name, seed, attack = parts[-5], parts[-4], parts[-3][4:], parts[-1][:-5]
+    try:
+        return RunSpec.parse(dataset, name, seed), attack
+    except ValueError:
+        return None
+
+
 def data_marker(config: dict, dataset: str) -> Path:
     """Per source, so switching a dataset's source (real <-> stand-in) re-prepares its data."""
     source = config["data"]["datasets"][dataset]["source"]

@@ -1,9 +1,11 @@
 """Atomic outputs and provenance: a crash never leaves a truncated file a later step trusts."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import uuid
 from contextlib import contextmanager
@@ -11,9 +13,12 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
 
-class CorruptFile(RuntimeError):
-    """A checkpoint or JSON that does not load or lacks its fields."""
+
+class CorruptFile(UserError, RuntimeError):
+    """A file this package wrote and reads back that does not load or fails its checks; the
+    message names the file and says how to make it again."""
 
 
 @contextmanager
@@ -47,31 +52,39 @@ def save_torch(path, data) -> None:
         torch.save(data, tmp)
 
 
-def read_json(path, required=()) -> dict:
+def remove_temporaries(path) -> list[Path]:
+    """Delete the temporaries that :func:`atomic_path` left beside ``path`` when its process was
+    killed (kill -9, OOM, node failure): a rerun that writes ``path`` calls this first, so a
+    124 MB training state is not orphaned for ever. Only this module's names match."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{32}}\.tmp")
+    removed = [tmp for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+               if pattern.fullmatch(tmp.name)]
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
+    return removed
+
+
+def read_json(path, fix: str):
+    """The JSON at ``path``; :class:`CorruptFile` naming it and ``fix`` if it does not load."""
     try:
-        data = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
-        raise CorruptFile(f"{path} does not load as JSON ({error}); delete it so that the "
-                          f"step that makes it runs again") from error
-    _require(path, data, required)
-    return data
+        raise CorruptFile(f"{path} does not load as JSON ({error}); {fix}") from error
 
 
-def load_torch(path, required=()) -> dict:
+def load_torch(path, fix: str, required=()) -> dict:
+    """The torch file at ``path``, with ``required`` keys; else :class:`CorruptFile` naming it
+    and ``fix`` (what makes it again)."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for a truncated/corrupt file
-        raise CorruptFile(f"{path} does not load as a checkpoint ({error}); delete it so "
-                          f"that the step that makes it runs again") from error
-    _require(path, data, required)
-    return data
-
-
-def _require(path, data, required) -> None:
+        raise CorruptFile(f"{path} does not load as a torch file ({error}); {fix}") from error
     missing = [key for key in required if not isinstance(data, dict) or key not in data]
     if missing:
-        raise CorruptFile(f"{path} lacks {missing}; it was not written by this version of "
-                          f"repro or was damaged: delete it so that it is made again")
+        raise CorruptFile(f"{path} lacks {missing} (damaged, or written by another version of "
+                          f"repro); {fix}")
+    return data
 
 
 def provenance(device) -> dict:
@@ -91,7 +104,7 @@ def provenance(device) -> dict:
         "repro": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(), "host": platform.node(), "git_commit": commit,
-        "device": str(device),
+        "device": str(device), "threads": torch.get_num_threads(),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                         else platform.processor() or platform.machine()),
     }

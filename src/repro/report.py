@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from repro import lock
+from repro.artifacts import read_eval
 from repro.config import RunSpec, format_beta
 from repro.grid import ATTACK_NAMES, DATASET_NAMES, Table, layer_label
 from repro.io import atomic_path, write_text
@@ -273,8 +274,9 @@ def plot_table(table: Table, evals: list[dict], by: str, outputs: list[str | Pat
 
 
 PROVENANCE_COLUMNS = ("dataset", "run", "seed", "attack", "n", "data_source", "epochs",
-                      "train_seconds", "eval_seconds", "device", "device_name", "repro", "torch",
-                      "torchvision", "numpy", "lock", "git_commit", "host")
+                      "train_seconds", "eval_seconds", "train_threads", "eval_threads", "device",
+                      "device_name", "repro", "torch", "torchvision", "numpy", "lock", "git_commit",
+                      "host")
 LOCKED_PACKAGES = ("torch", "torchvision", "numpy")  # recorded by io.provenance
 
 
@@ -293,11 +295,14 @@ def provenance_csv(evals: list[dict], pins: dict[str, str]) -> str:
                 "attack": ev["attack"], "n": ev["n"], "data_source": ev.get("data_source"),
                 "epochs": training.get("epochs"), "train_seconds": training.get("wall_seconds"),
                 "eval_seconds": ev.get("wall_seconds"),
+                "train_threads": training.get("provenance", {}).get("threads"),
+                "eval_threads": ev.get("provenance", {}).get("threads"),
                 "lock": "; ".join(differ) if differ else "matches"}
         rows.append(["" if made.get(c) is None else made[c] for c in PROVENANCE_COLUMNS])
     return to_csv(list(PROVENANCE_COLUMNS), sorted(rows, key=lambda r: tuple(map(str, r[:4]))))
 
 
 def load_evals(paths) -> list[dict]:
-    return [json.loads(Path(p).read_text()) for p in paths]
+    """Evaluation JSONs, each checked (``artifacts.read_eval``): a damaged one fails naming it."""
+    return [read_eval(p) for p in paths]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -17,17 +18,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import data, io
+from . import artifacts, data, io
 from .config import RunSpec, Settings
 from .defenses import training_loss
-from .records import run_record
+from .errors import UserError
 from .model import build_model
+from .records import run_record
 
 SYNC_EVERY = 50  # batches between host-device synchronisations (non-finite check, progress)
 
 
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite; no checkpoint is written."""
+class NonFiniteLoss(UserError, RuntimeError):
+    """The training or validation loss became NaN or infinite; no checkpoint is written (a
+    NaN validation loss never improves on the best, so the run would end without weights)."""
 
 
 def select_device(name: str | None = "auto") -> torch.device:
@@ -77,10 +80,14 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay_for(run))
     state_path = checkpoint.with_name(checkpoint.name + ".state")
+    metrics_path = checkpoint.with_name("metrics.csv")
+    for path in (checkpoint, state_path, metrics_path):
+        io.remove_temporaries(path)
     state = {"epoch": 0, "best_val": float("inf"), "best_model": None, "wait": 0,
              "metrics": [], "elapsed": 0.0}
     if state_path.exists():
-        saved = io.load_torch(state_path, required=("record", "model", "optimizer", "epoch"))
+        saved = io.load_torch(state_path, "delete it to train this run from epoch 1",
+                              required=("record", "model", "optimizer", "epoch"))
         if saved["record"] != record:
             raise RuntimeError(f"{state_path} belongs to another run or config; delete it to "
                                f"start this run from scratch")
@@ -97,6 +104,9 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
         train_loss, train_acc = _train_epoch(settings, model, optimizer, train_split, run,
                                              batch_size, epoch, device, show)
         val_loss, val_acc = evaluate_clean(model, val_split, batch_size)
+        if not math.isfinite(val_loss):
+            raise NonFiniteLoss(_nonfinite_message(run, f"the validation loss is {val_loss} "
+                                                        f"after epoch {epoch + 1}"))
         improved = val_loss < state["best_val"]
         if improved:
             state["best_val"] = val_loss
@@ -111,7 +121,7 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
                                  "val_acc": val_acc, "best": improved,
                                  "seconds": round(time.perf_counter() - started, 3)})
         state["epoch"] = epoch + 1
-        io.write_text(checkpoint.with_name("metrics.csv"), _metrics_csv(state["metrics"]))
+        io.write_text(metrics_path, _metrics_csv(state["metrics"]))
         io.save_torch(state_path, {**state, "record": record, "model": model.state_dict(),
                                    "optimizer": optimizer.state_dict()})
 
@@ -120,7 +130,7 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
               "data_source": splits.source,
               "sizes": {"train": len(train_split), "val": len(val_split)},
               "wall_seconds": round(state["elapsed"], 3), "provenance": io.provenance(device)}
-    io.save_torch(checkpoint, result)
+    artifacts.save_checkpoint(checkpoint, result)
     state_path.unlink(missing_ok=True)
     return result
 
@@ -164,9 +174,13 @@ def _train_epoch(settings, model, optimizer, split, run, batch_size, epoch, devi
 def _check_finite(nonfinite_at, run, epoch):
     batch = int(nonfinite_at.item())
     if batch >= 0:
-        raise NonFiniteLoss(f"{run.dataset} {run.name} seed {run.seed}: the loss became NaN or "
-                            f"infinite in epoch {epoch + 1}, batch {batch + 1}; no checkpoint "
-                            f"was written (try a smaller training.lr, or precision: fp32)")
+        raise NonFiniteLoss(_nonfinite_message(run, f"the loss became NaN or infinite in epoch "
+                                                    f"{epoch + 1}, batch {batch + 1}"))
+
+
+def _nonfinite_message(run: RunSpec, what: str) -> str:
+    return (f"{run.dataset} {run.name} seed {run.seed}: {what}; no checkpoint was written (try "
+            f"a smaller training.lr, or precision: fp32)")
 
 
 def evaluate_clean(model, split, batch_size: int) -> tuple[float, float]:

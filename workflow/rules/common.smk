@@ -6,31 +6,24 @@ import os
 import sys
 from types import SimpleNamespace
 
-import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The library lives in src/: import this checkout's copy, installed or not. Jobs run in this
 # process (`run:`), and a cluster job's own Snakemake parses this file again, so that is enough.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from repro import grid, interrupt, records  # noqa: E402  (needs the path above)
-from repro.config import ATTACKS, DATASETS, RunSpec, Settings, config_errors  # noqa: E402
-
-SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+import repro.config  # noqa: E402
+from repro.config import ATTACKS, DATASETS, RunSpec, Settings  # noqa: E402
 
 
 def validate_config():
-    """Fail before any job starts, one line per problem, each starting with the key."""
+    """Fail before any job starts, one line per problem, each starting with the key.
+    In place, numeric strings become numbers and the schema's defaults fill in."""
     try:
-        validate(config, SCHEMA)  # also fills in the schema's defaults
-    except WorkflowError:
-        with open(SCHEMA) as handle:
-            problems = config_errors(config, yaml.safe_load(handle))
-        header = "invalid config (keys as in config.yaml; allowed values in {}):".format(
-            os.path.relpath(SCHEMA)
-        )
-        raise WorkflowError(os.linesep.join([header] + [f"  {p}" for p in problems]))
+        repro.config.validate_config(config)
+    except repro.config.ConfigError as error:
+        raise WorkflowError(str(error))
 
 
 validate_config()

@@ -1,0 +1,114 @@
+"""Checkpoints and evaluation JSONs, checked when written and when read back.
+
+A file that loads is not yet a file to trust: a checkpoint without weights, or a JSON with a
+top-1 of 250 or another run's numbers, would flow into a table without a word. So every read
+checks what the file must hold, and every error names the file and the one command that makes
+it again. That command is the user's own snakemake command with ``--forcerun FILE`` added:
+Snakemake then reruns the job that makes FILE and every job downstream of it (a table that
+read it included), in the same results folder and config, whatever the state of the other
+files. The library cannot spell the whole command: it does not know the user's targets and
+config files (and a cluster job's command line is not the user's).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from . import io
+from .errors import UserError
+from .config import ATTACKS, METRICS, RunSpec
+from .grid import parse_eval_path
+
+
+class ArtifactError(UserError, RuntimeError):
+    """A checkpoint or evaluation JSON that is missing or not a file."""
+
+
+def rebuild_hint(path, command: str) -> str:
+    """How to make ``path`` again: the workflow's way, and the by-hand ``repro`` way."""
+    return (f"rebuild it by running your snakemake command again with `--forcerun {path}` "
+            f"added at its end (this reruns what was made from it, too), or, for a file made "
+            f"by hand, `python -m repro {command} ... --out {path}`")
+
+
+def _weights_problem(weights) -> str | None:
+    if not isinstance(weights, dict) or not weights:
+        return f"holds no weights (model is {type(weights).__name__})"
+    if not all(isinstance(value, torch.Tensor) for value in weights.values()):
+        return "holds weights that are not all tensors"
+    return None
+
+
+def save_checkpoint(path, checkpoint: dict) -> None:
+    """Write a trained checkpoint atomically; one without weights is never written."""
+    problem = _weights_problem(checkpoint.get("model"))
+    if problem:
+        raise ValueError(f"refusing to write {path}: the checkpoint {problem}")
+    io.save_torch(path, checkpoint)
+
+
+def load_checkpoint(path, required=()) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, with its weights and ``required`` keys."""
+    path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a directory; give the checkpoint file (model.pt) in it")
+    if not path.exists():
+        raise ArtifactError(f"no such checkpoint: {path}")
+    hint = rebuild_hint(path, "train")
+    saved = io.load_torch(path, hint, ("model", *required))
+    problem = _weights_problem(saved["model"])
+    if problem:
+        raise io.CorruptFile(f"{path} {problem}; {hint}")
+    return saved
+
+
+def read_eval(path) -> dict:
+    """An evaluation JSON, checked against what ``repro.evaluate`` writes: keys and types,
+    accuracies in [0, 100] and ordered top1 <= top3 <= top5, n > 0, and the run and attack
+    its path (``grid.eval_path``) says it holds."""
+    hint = rebuild_hint(path, "evaluate")
+    data = io.read_json(path, hint)
+    problems = eval_problems(data, *(parse_eval_path(path) or (None, None)))
+    if problems:
+        raise io.CorruptFile(f"{path} is not a valid evaluation ({'; '.join(problems)}); {hint}")
+    return data
+
+
+def eval_problems(data, run: RunSpec | None = None, attack: str | None = None) -> list[str]:
+    """What is wrong with an evaluation's dict; empty if nothing. ``run`` and ``attack``, when
+    given, are what it must claim to be."""
+    if not isinstance(data, dict):
+        return [f"a {type(data).__name__}, not an object"]
+    problems = []
+    missing = [key for key in ("run", "attack", *METRICS, "n") if key not in data]
+    if missing:
+        problems.append(f"lacks {missing}")
+    for metric in METRICS:
+        value = data.get(metric)
+        if metric in data and not (_is_number(value) and 0 <= value <= 100):
+            problems.append(f"{metric} is {value!r}, not an accuracy in [0, 100]")
+    if not problems and not data["top1"] <= data["top3"] <= data["top5"]:
+        problems.append("accuracies not ordered top1 <= top3 <= top5")
+    if "n" in data and not (isinstance(data["n"], int) and not isinstance(data["n"], bool)
+                            and data["n"] > 0):
+        problems.append(f"n is {data['n']!r}, not a positive count of images")
+    if "attack" in data and data["attack"] not in ATTACKS:
+        problems.append(f"attack is {data['attack']!r}, not one of {list(ATTACKS)}")
+    elif attack is not None and data.get("attack", attack) != attack:
+        problems.append(f"it holds attack {data['attack']!r}, not {attack!r}")
+    if "run" in data:
+        try:
+            claimed = RunSpec(**data["run"])
+        except (TypeError, ValueError) as error:
+            problems.append(f"run {data['run']!r} is not a run ({error})")
+        else:
+            if run is not None and claimed != run:
+                problems.append(f"it holds run {claimed.dataset} {claimed.name} seed "
+                                f"{claimed.seed}, not {run.dataset} {run.name} seed {run.seed}")
+    return problems
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
