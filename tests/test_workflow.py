@@ -125,6 +125,25 @@ def test_a_changed_value_reruns_exactly_the_jobs_that_read_it(built_table4, chan
     assert job_counts(target, "--configfile", str(base), str(changed)) == expected
 
 
+@pytest.mark.parametrize("deleted, expected", [
+    ("runs/cifar10/cl-fgsm-embed3-beta6/seed1/eval/pgd.json", {"evaluate": 1, "accuracy_table": 1}),
+    ("runs/cifar10/cl-fgsm-embed3-beta6/seed1/model.pt",
+     {"train": 1, "evaluate": 4, "accuracy_table": 1}),
+])
+def test_a_deleted_intermediate_is_named_with_the_command_that_rebuilds_it(tmp_path, deleted,
+                                                                            expected):
+    base = write_config(tmp_path, {}, "base.yaml")
+    target = str(tmp_path / "results/table4.md")
+    _pretend_built(load_config(ROOT / "config.yaml", base), base, [target])
+    (tmp_path / "results" / deleted).unlink()
+    proc = snakemake(target, "--dry-run", "--configfile", str(base))
+    assert "Nothing to be done" in proc.stdout  # Snakemake alone would leave it missing
+    hint = re.search(r"--forcerun (.*)", proc.stderr)
+    assert hint and hint.group(1).split() == [str(tmp_path / "results" / deleted)], proc.stderr
+    assert job_counts(target, "--configfile", str(base), "--forcerun",
+                      *hint.group(1).split()) == expected
+
+
 @pytest.fixture(scope="module")
 def built_table4(tmp_path_factory):
     """Table 4 of config.yaml and all it needs, pretend-built once (dry runs change nothing)."""

@@ -205,3 +205,30 @@ def targets(config: dict) -> list[str]:
     comparison with the paper and the ledger."""
     files = [f for number in TABLE_NUMBERS for f in table_files(config, number)]
     return files + plot_files(config) + comparison_files(config)
+
+
+def missing_intermediates(config: dict) -> dict[str, list[str]]:
+    """{built output: its missing inputs}: evaluation JSONs deleted under a finished table or
+    plot, and checkpoints deleted under finished evaluations.
+
+    Snakemake treats a missing intermediate of an up-to-date output as fine ("Nothing to be
+    done"), so the workflow names them and the command that rebuilds them (add ``--forcerun``
+    with the missing files to the same command: their jobs rerun, and what was made from them).
+    """
+    built = {}
+    for number, table in tables(config).items():
+        if table.kind == "accuracy":
+            built[table_files(config, number)[0]] = table_inputs(config, number)
+    for name, number in PLOTS.items():
+        built[f"{config['results']}/plots/{name}.png"] = table_inputs(config, number)
+    for run in all_runs(config):
+        for attack in attacks(config):
+            built[str(eval_path(config["results"], run, attack))] = \
+                [str(checkpoint_path(config["results"], run))]
+    found = {}
+    for output, inputs in built.items():
+        if Path(output).exists():
+            missing = [path for path in inputs if not Path(path).exists()]
+            if missing:
+                found[output] = missing
+    return found

@@ -52,6 +52,23 @@ def job_resources(stage):
     return {key: value for key, value in config["resources"][stage].items() if key != "threads"}
 
 
+def warn_about_missing_intermediates():
+    """Name the deleted inputs of finished outputs and the command that rebuilds them."""
+    missing = grid.missing_intermediates(config)
+    files = sorted({path for paths in missing.values() for path in paths})
+    if files:
+        print(  # at parse time Snakemake's logger is not set up yet
+            f"WARNING: {len(files)} input(s) of {len(missing)} finished output(s) are missing, e.g. "
+            f"{files[0]} (needed by {next(iter(missing))}); Snakemake does not rebuild them by "
+            f"itself. Rebuild them and what was made from them by running your snakemake "
+            f"command again with this added at its end:\n  --forcerun {' '.join(files)}",
+            file=sys.stderr,
+        )
+
+
+warn_about_missing_intermediates()
+
+
 def _run(wildcards):
     return RunSpec.parse(wildcards.dataset, wildcards.run, wildcards.seed)
 
