@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 
 PROFILE_LINE = "workflow specific profile profiles/default"
-# needs the finished results of a run, which a dry run does not make
-NEEDS_RESULTS = ("--report",)
+# not workflow runs: --report needs a finished run's results, --unlock changes no file
+NOT_RUNS = ("--report", "--unlock")
 
 
 def readme_commands() -> list[str]:
@@ -32,7 +32,7 @@ def test_the_readme_documents_the_main_commands():
 
 
 @pytest.mark.parametrize("command", [c for c in readme_commands()
-                                     if not any(flag in c for flag in NEEDS_RESULTS)])
+                                     if not any(flag in c for flag in NOT_RUNS)])
 def test_readme_command_dry_runs_from_the_root_with_the_default_profile(command):
     args = shlex.split(command)[1:] + ["--dry-run"]
     proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, text=True,
