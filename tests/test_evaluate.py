@@ -46,6 +46,10 @@ def test_evaluation_json_has_accuracies_and_provenance(trained, tmp_path):
     assert saved["n"] == 64 and saved["data_source"].startswith("embedded MNIST")
     assert saved["attack_parameters"]["steps"] == 20
     assert {"torch", "device", "repro"} <= set(saved["provenance"])
+    # the whole protocol (tables name it in their captions), though the standard run's
+    # checkpoint records only the part its training read
+    assert saved["protocol"] == settings.as_dict()["protocol"]
+    assert set(saved["training"]) >= {"epochs", "provenance"}
     clean = evaluate_run(settings, RUN, path, "clean")
     assert clean["top1"] >= saved["top1"]
 
@@ -54,6 +58,16 @@ def test_evaluation_refuses_a_checkpoint_of_another_run(trained):
     settings, path = trained
     with pytest.raises(ValueError, match="run"):
         evaluate_run(settings, RunSpec("mnist", "standard", seed=1), path, "clean")
+
+
+def test_evaluation_accepts_settings_its_training_did_not_read(trained, make_settings):
+    """A DeepFool or PGD setting changes no standard training: the checkpoint stays valid."""
+    settings, path = trained
+    other = make_settings("training.lr=0.001", "protocol.deepfool.steps=3",
+                          "protocol.pgd.steps=2", "protocol.epsilon=0.05")
+    assert evaluate_run(other, RUN, path, "clean")["n"] == 64
+    with pytest.raises(ValueError, match="lr"):
+        evaluate_run(make_settings(), RUN, path, "clean")  # another lr: another training
 
 
 def test_corrupt_checkpoint_is_named_with_the_command_that_rebuilds_it(trained, tmp_path):

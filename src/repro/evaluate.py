@@ -72,7 +72,9 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
                         settings.protocol.topk_average),
         "n": len(test), "data_source": splits.source,
         "attack_parameters": attack_parameters(attack, settings.protocol),
-        "protocol": saved["protocol"], "checkpoint": str(checkpoint),
+        # the whole protocol: the checkpoint's record holds only what its defense's training
+        # read, and load_checkpoint checked that part against these settings
+        "protocol": settings.as_dict()["protocol"], "checkpoint": str(checkpoint),
         "training": {"epochs": saved["epochs"], "best_val_loss": saved["best_val_loss"],
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
                      "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"]},
