@@ -60,18 +60,22 @@ def fgsm(model, inputs, labels, epsilon: float, clip: Range = None) -> torch.Ten
 
 def pgd(model, inputs, labels, epsilon: float, step_size: float, steps: int, *,
         random_start: bool = False, clip: Range = None, start: torch.Tensor | None = None,
-        loss: str = "ce", generator: torch.Generator | None = None) -> torch.Tensor:
+        loss: str = "ce", generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None) -> torch.Tensor:
     """L∞ PGD: signed steps, projected onto [x − ε, x + ε] (and ``clip``) after each step.
 
     ``start`` overrides the starting point (TRADES starts from x + 0.001·N(0, 1));
-    ``random_start`` draws it uniformly from the ε-ball instead. ``loss="kl"`` maximizes
-    KL(f(x) || f(x_adv)) as official TRADES does, instead of the cross-entropy to the label.
+    ``random_start`` draws it uniformly from the ε-ball instead, from ``noise`` (U[0, 1) of
+    the inputs' shape, :func:`uniform_noise`) or else from ``generator``. ``loss="kl"``
+    maximizes KL(f(x) || f(x_adv)) as official TRADES does, instead of the cross-entropy to
+    the label.
     """
     low, high = inputs - epsilon, inputs + epsilon
     adv = inputs if start is None else start
     if random_start:
-        noise = torch.rand(inputs.shape, generator=generator, device="cpu").to(inputs.device)
-        adv = inputs + (2 * noise - 1) * epsilon
+        if noise is None:
+            noise = uniform_noise(inputs.shape, generator)
+        adv = inputs + (2 * noise.to(inputs.device) - 1) * epsilon
     if clip:
         adv = adv.clamp(*clip)
     with attacking(model):
@@ -83,6 +87,13 @@ def pgd(model, inputs, labels, epsilon: float, step_size: float, steps: int, *,
             if clip:
                 adv = adv.clamp(*clip)
     return adv.detach()
+
+
+def uniform_noise(shape, generator: torch.Generator | None) -> torch.Tensor:
+    """PGD's random start draws, on the CPU whatever the device: a seed gives the same start
+    on any machine, and a CUDA graph can take the draws as an input (it cannot draw from a
+    CPU generator itself)."""
+    return torch.rand(shape, generator=generator, device="cpu")
 
 
 def _boundary_gradients(model, inputs, labels):
@@ -177,9 +188,18 @@ def deepfool(model, inputs, labels, steps: int = 20, overshoot: float = 0.02,
     return adv.detach(), logits
 
 
+def attack_noise(attack: str, protocol: Protocol, shape, generator) -> torch.Tensor | None:
+    """The random draws ``run_attack`` makes (PGD's random start), or None."""
+    if attack == "pgd" and protocol.pgd.random_start:
+        return uniform_noise(shape, generator)
+    return None
+
+
 def run_attack(model, attack: str, inputs, labels, protocol: Protocol,
-               generator: torch.Generator | None = None):
-    """Evaluate-time attack by id; returns (adversarial inputs, logits at those inputs)."""
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None):
+    """Evaluate-time attack by id; returns (adversarial inputs, logits at those inputs).
+
+    ``noise``: its random draws (:func:`attack_noise`), else drawn from ``generator``."""
     clip = (0.0, 1.0) if protocol.clip else None
     if attack == "deepfool":
         cfg = protocol.deepfool
@@ -191,7 +211,7 @@ def run_attack(model, attack: str, inputs, labels, protocol: Protocol,
     elif attack == "pgd":
         cfg = protocol.pgd
         adv = pgd(model, inputs, labels, protocol.epsilon, cfg.step_size, cfg.steps,
-                  random_start=cfg.random_start, clip=clip, generator=generator)
+                  random_start=cfg.random_start, clip=clip, generator=generator, noise=noise)
     else:
         raise ValueError(f"unknown attack {attack!r}")
     was_training = model.training

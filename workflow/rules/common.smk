@@ -16,7 +16,7 @@ _SRC = os.path.join(workflow.basedir, "..", "src")
 sys.path.insert(0, _SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
 
-from repro import grid, interrupt  # noqa: E402  (needs the path above)
+from repro import estimate, grid, interrupt  # noqa: E402  (needs the path above)
 from repro.config import ATTACKS, DATASETS, config_errors  # noqa: E402
 
 
