@@ -33,6 +33,14 @@ def _run(args) -> RunSpec:
     return RunSpec(args.dataset, args.defense, args.seed, args.layer, args.beta)
 
 
+def run_arguments(run: RunSpec) -> list[str]:
+    """The command-line flags that name ``run`` (what ``_run`` reads back)."""
+    flags = ["--dataset", run.dataset, "--defense", run.defense, "--seed", str(run.seed)]
+    if run.layer is not None:
+        flags += ["--layer", run.layer, "--beta", repr(run.beta)]
+    return flags
+
+
 def _common(parser, with_run=True):
     parser.add_argument("--config", default="config.yaml",
                         help="pipeline config to read (default: config.yaml)")
