@@ -59,7 +59,7 @@ def epoch_seconds(settings, run, split, batch, device, barrier=None) -> float:
     the allocator) or, with CUDA graphs, WARMUP + 1 of them (the graph's capture too)."""
     torch.manual_seed(0)
     model = train.prepare_model(settings, "cifar10", device)
-    graphs = graphs_wanted(settings.training.cuda_graphs, device, settings.training.precision)
+    graphs = graphs_wanted(settings.training.cuda_graphs, device)
     optimizer = train.make_optimizer(settings, model, run, graphs)
     step = train.training_step(settings, model, optimizer, run, device, batch, graphs)
     warmup = Split(split.images[:batch], split.labels[:batch])
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     bound_split = synthetic_split(bound_batch, args.size, device) if bound_batch > 0 else None
     peak = args.peak_tflops or card_peak_tflops(device, settings.training.precision)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    graphs = graphs_wanted(settings.training.cuda_graphs, device, settings.training.precision)
+    graphs = graphs_wanted(settings.training.cuda_graphs, device)
     print(f"one epoch of {args.n} synthetic {args.size}x{args.size} images, batch {args.batch}, "
           f"{name}, {settings.training.precision}, CUDA graphs {'on' if graphs else 'off'}, "
           f"{torch.get_num_threads()} threads, peak {peak or '?'} TFLOP/s, bound at batch "
@@ -138,9 +138,10 @@ def main(argv=None) -> int:
               f"{flops / 1e9:11.3f}{achieved:9.2f}{floor}{bound}")
     print("\ncost = time per image relative to standard training\n"
           "GFLOP/img = convolutions and matrix products of one training image, attack included\n"
-          "vs floor = epoch time / the time those FLOPs take at the peak\n"
-          f"bound/s = images/s of one epoch of {bound_batch} images at batch {bound_batch}; "
-          "vs bound = bound/s / images/s")
+          "vs floor = epoch time / the time those FLOPs take at the peak")
+    if bound_split is not None:
+        print(f"bound/s = images/s of one epoch of {bound_batch} images at batch "
+              f"{bound_batch}; vs bound = bound/s / images/s")
     print("--images-per-second " + " ".join(f"{d}={r:.1f}" for d, r in rates.items())
           + (f" --peak-tflops {peak}" if peak else ""))
     return 0

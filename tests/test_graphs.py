@@ -45,8 +45,7 @@ def emulated(monkeypatch):
     Emulated.captures = 0
     monkeypatch.setattr(graphs.StepGraph.__init__, "__defaults__", (1, Emulated))  # 1 warm-up
     for module in (train_module, evaluate_module):
-        monkeypatch.setattr(module, "graphs_wanted", lambda setting, device, precision:
-                            setting == "auto")
+        monkeypatch.setattr(module, "graphs_wanted", lambda setting, device: setting == "auto")
     make_optimizer = train_module.make_optimizer
     monkeypatch.setattr(train_module, "make_optimizer",
                         lambda settings, model, run, graphs: make_optimizer(settings, model, run,
@@ -54,12 +53,11 @@ def emulated(monkeypatch):
     return Emulated
 
 
-def test_auto_means_cuda_in_fp32_only():
-    assert graphs.graphs_wanted("auto", "cuda", "fp32")
-    assert graphs.graphs_wanted("auto", torch.device("cuda", 1), "fp32")
-    assert not graphs.graphs_wanted("auto", "cpu", "fp32")
-    assert not graphs.graphs_wanted("auto", "cuda", "bf16")
-    assert not graphs.graphs_wanted("off", "cuda", "fp32")
+def test_auto_means_cuda_only():
+    assert graphs.graphs_wanted("auto", "cuda")
+    assert graphs.graphs_wanted("auto", torch.device("cuda", 1))
+    assert not graphs.graphs_wanted("auto", "cpu")
+    assert not graphs.graphs_wanted("off", "cuda")
 
 
 def test_switch_is_validated_and_reads_a_bare_yaml_off(make_settings):

@@ -183,7 +183,7 @@ def measured_rates(device=None) -> tuple[str, str, dict]:
 
 
 def _hours(hours: float) -> str:
-    return f"{hours:,.{1 if hours < 100 else 0}f}"
+    return f"{hours:,.{2 if hours < 1 else 1 if hours < 100 else 0}f}"
 
 
 def cost_notice(config: dict, epochs: int = 20) -> str:

@@ -50,7 +50,7 @@ def attack_chunk(settings: Settings, model, attack: str, device) -> StepGraph:
         return run_attack(model, attack, inputs, labels, settings.protocol,
                           noise=noise[0] if noise else None)[1]
     graphs = attack in ("fgsm", "pgd") and graphs_wanted(
-        settings.training.cuda_graphs, device, settings.training.precision)
+        settings.training.cuda_graphs, device)
     return StepGraph(chunk, settings.attack_chunk_size, graphs)
 
 

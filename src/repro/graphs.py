@@ -23,13 +23,9 @@ import torch
 WARMUP = 3  # eager full batches before the capture (PyTorch's examples use 3)
 
 
-def graphs_wanted(setting: str, device: torch.device | str, precision: str = "fp32") -> bool:
-    """``training.cuda_graphs``: "auto" graphs on CUDA in fp32; "off" never.
-
-    bf16 autocast stays eager: it was slower than TF32 on an H100 without graphs, and
-    autocast's weight cache does not survive capture.
-    """
-    return setting == "auto" and torch.device(device).type == "cuda" and precision == "fp32"
+def graphs_wanted(setting: str, device: torch.device | str) -> bool:
+    """``training.cuda_graphs``: "auto" graphs on CUDA (fp32 and bf16 alike); "off" never."""
+    return setting == "auto" and torch.device(device).type == "cuda"
 
 
 class CudaCapture:

@@ -45,9 +45,13 @@ def select_device(name: str | None = "auto") -> torch.device:
 
 
 def autocast(settings: Settings, device: torch.device):
-    """bf16 autocast when ``training.precision`` asks for it; fp32 (the default) otherwise."""
+    """bf16 autocast when ``training.precision`` asks for it; fp32 (the default) otherwise.
+
+    Without autocast's cache of bf16 weights: a CUDA graph cannot capture it (PyTorch's
+    rule), and the weights change at every step anyway."""
     if settings.training.precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                              cache_enabled=False)
     return nullcontext()
 
 
@@ -86,7 +90,7 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
     record = run_record(settings, run)
 
     model = prepare_model(settings, run.dataset, device, run.seed)
-    graphs = graphs_wanted(cfg.cuda_graphs, device, cfg.precision)
+    graphs = graphs_wanted(cfg.cuda_graphs, device)
     optimizer = make_optimizer(settings, model, run, graphs)
     state_path = checkpoint.with_name(checkpoint.name + ".state")
     state = {"epoch": 0, "best_val": float("inf"), "best_model": None, "wait": 0,
