@@ -95,6 +95,23 @@ def test_full_batches_warm_up_then_replay_and_odd_batches_run_eagerly():
     assert dict(off.calls) == {"eager": 2}
 
 
+def test_a_resumed_optimizer_takes_this_process_s_capturable():
+    """A run begun eagerly (or on another device) resumes with graphs, and the reverse."""
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([param], capturable=False)
+    param.grad = torch.ones(3)
+    optimizer.step()
+    saved = optimizer.state_dict()
+    for graphs in (True, False):
+        state = train_module.capturable_state(saved, graphs)
+        assert [group["capturable"] for group in state["param_groups"]] == [graphs]
+        assert state["state"] is saved["state"]
+    assert saved["param_groups"][0]["capturable"] is False  # the saved dict is left alone
+    resumed = torch.optim.AdamW([param], capturable=False)
+    resumed.load_state_dict(train_module.capturable_state(saved, False))
+    assert resumed.state_dict()["state"][0]["step"] == saved["state"][0]["step"]
+
+
 @pytest.mark.parametrize("defense,overrides", [
     ("trades-fgsm", ()),  # its N(0, 1) start is a graph input
     ("at-pgd", ("protocol.attack_space=pixel", "protocol.pgd.random_start=true",

@@ -136,7 +136,8 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
               "best_val_loss": state["best_val"], "epochs": state["epoch"],
               "data_source": splits.source,
               "sizes": {"train": len(train_split), "val": len(val_split)},
-              "wall_seconds": round(state["elapsed"], 3), "cuda_graphs": graphs_record(cfg.cuda_graphs, step),
+              "wall_seconds": round(state["elapsed"], 3),
+              "cuda_graphs": graphs_record(cfg.cuda_graphs, step),
               "provenance": io.provenance(device)}
     io.save_torch(checkpoint, result)
     state_path.unlink(missing_ok=True)
