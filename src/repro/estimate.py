@@ -157,7 +157,7 @@ def format_estimate(result: dict, floor: dict | None = None) -> str:
             return priced[key] if item is None else priced[key][item]
         return f"{label:<22}{count:>6}{cells(hours(result), floor and hours(floor))}"
 
-    header = f"{'dataset  defense':<22}{'runs':>6}{'GPU-h':>9}"
+    header = f"{'dataset  defense':<22}{'runs':>6}{'hours':>9}"
     if floor is not None:
         header += f"{'floor-h':>9}{'vs floor':>9}"
     lines = [f"{result['training_jobs']} training jobs ({result['epochs']} epochs assumed), "
