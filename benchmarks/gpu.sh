@@ -70,10 +70,17 @@ concurrent() {  # K at-pgd processes that start their timed epoch together
     done
 }
 
-stages=("$@")
-[ $# -gt 0 ] || stages=(attacks train-fp32 concurrent train-eager train-bf16 estimate)
-for stage in "${stages[@]}"; do
-    case $stage in
+estimate() {  # with the rates lines of train-fp32 (its last line) and attacks
+    local rates
+    rates=$(tail -n 1 "$out/train-fp32.txt") &&
+        rates+=" $(grep -- '^--attack-images-per-second' "$out/attacks.txt")" ||
+        { echo "estimate needs the stages train-fp32 and attacks first" >&2; return 1; }
+    # shellcheck disable=SC2086
+    python3 -m repro estimate --device "$device" $rates
+}
+
+stage() {
+    case $1 in
         attacks) python3 benchmarks/attacks.py --device "$device" --size 32 \
                      --batch "${ATTACK_BATCH:-1024}" | tee "$out/attacks.txt" ;;
         train-fp32) train train-fp32 --bound-batch "${BOUND_BATCH:-0}" ;;
@@ -82,12 +89,16 @@ for stage in "${stages[@]}"; do
                          --set training.cuda_graphs=off ;;
         train-bf16) train train-bf16 --defenses standard at-pgd --bound-batch -1 \
                         --set training.precision=bf16 ;;
-        # the rates lines of train-fp32 (last line) and attacks (--attack-images-per-second)
-        # shellcheck disable=SC2046
-        estimate) python3 -m repro estimate --device "$device" $(tail -n 1 "$out/train-fp32.txt") \
-                      $(grep -- '^--attack-images-per-second' "$out/attacks.txt") |
-                      tee "$out/estimate.txt" ;;
-        *) echo "unknown stage $stage (attacks train-fp32 concurrent train-eager train-bf16" \
-                "estimate)" >&2; exit 2 ;;
+        estimate) estimate | tee "$out/estimate.txt" ;;
+        *) echo "unknown stage $1 (attacks train-fp32 concurrent train-eager train-bf16" \
+                "estimate)" >&2; return 2 ;;
     esac
+}
+
+stages=("$@")
+[ $# -gt 0 ] || stages=(attacks train-fp32 concurrent train-eager train-bf16 estimate)
+failed=()
+for name in "${stages[@]}"; do  # a failed stage does not cost the figures of the others
+    (stage "$name") || failed+=("$name")
 done
+[ ${#failed[@]} -eq 0 ] || { echo "failed stages: ${failed[*]}" >&2; exit 1; }
