@@ -22,6 +22,7 @@ report: "workflow/report/workflow.rst"
 
 onstart:
     interrupt.relay_sigterm()
+    print(estimate.cost_notice(config), file=sys.stderr)
 
 
 rule all:

@@ -11,7 +11,14 @@ of repeats taken round-robin, so a noisy machine slows all contenders alike. Rat
 - ``vs ref``: reference time / repro time (>1: repro is faster);
 - ``vs floor``: repro time / floor, where the floor is the unavoidable model work: PGD-20 =
   20 × (forward + input backward); DeepFool = for each step actually taken, forward + one input
-  backward per class on the samples still active (measured at those batch sizes).
+  backward per class on the samples still active (measured at those batch sizes);
+- ``vs bound``: repro time / the same work done at ``--bound-batch`` (4096 on CUDA) and scaled
+  to the images attacked: the practical bound where kernel launches are amortized.
+
+On CUDA, DeepFool is also timed the other way its shape problem can be solved (no padding of
+the active set, cuDNN autotuning off), to keep the faster one. The line before the summary
+is ``repro estimate``'s ``--attack-images-per-second``: the images/s of each attack as the
+pipeline runs it (DeepFool with the config's default, overshoot per step).
 """
 from __future__ import annotations
 
@@ -102,6 +109,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--size", type=int, default=28, help="input height = width")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bound-batch", type=int, default=0,
+                        help="batch of the large-batch bound (0: 4096 on CUDA, --batch on CPU)")
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--slice", type=int, default=16,
                         help="torchattacks' DeepFool loops over samples: time it on this many "
@@ -135,17 +144,23 @@ def main(argv=None) -> int:
     # --- FGSM and PGD-20 --------------------------------------------------------------
     ours = {"fgsm": lambda: attacks.fgsm(model, x, y, EPS, clip=(0.0, 1.0)),
             "pgd": lambda: attacks.pgd(model, x, y, EPS, ALPHA, PGD_STEPS, clip=(0.0, 1.0))}
-    jobs = dict(ours, unit=lambda: forward_backward(model, x, y))
+    bound_batch = args.bound_batch or (4096 if device.type == "cuda" else args.batch)
+    xb, yb = prototypes(bound_batch, args.size, seed=2, device=device)
+    jobs = dict(ours, unit=lambda: forward_backward(model, x, y),
+                bound=lambda: forward_backward(model, xb, yb),
+                bound_classes=lambda: forward_backward(model, xb, yb, NUM_CLASSES))
     if torchattacks is not None:
         jobs["ta-fgsm"] = lambda: torchattacks.FGSM(model, eps=EPS)(x, y)
         jobs["ta-pgd"] = lambda: torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=PGD_STEPS,
                                                   random_start=False)(x, y)
     times = time_round_robin(jobs, args.repeats, device)
+    per_image = {1: times["bound"] / bound_batch,  # fwd + input bwd at the large batch
+                 NUM_CLASSES: times["bound_classes"] / bound_batch}  # ... one per class
     for name, steps in (("fgsm", 1), ("pgd", PGD_STEPS)):
         ref = f"ta-{name}"
         rows.append((name.upper() + ("-20" if steps > 1 else ""), times[name],
                      "torchattacks" if ref in times else "-", times.get(ref),
-                     steps * times["unit"]))
+                     steps * times["unit"], steps * per_image[1] * args.batch))
         if ref in times:
             adv, ref_adv = ours[name](), jobs[ref]()
             checks.append(f"{name}: success {success_mask(model, adv, y).float().mean():.0%} vs "
@@ -153,22 +168,29 @@ def main(argv=None) -> int:
                           f"{(adv - ref_adv).abs().max().item():.1e}")
 
     # --- DeepFool -------------------------------------------------------------------------
-    def deepfool(on, inputs=x, labels=y):
-        return attacks.deepfool(model, inputs, labels, DF_STEPS, OVERSHOOT, on)
+    def deepfool(on, inputs=x, labels=y, buckets=None):
+        return attacks.deepfool(model, inputs, labels, DF_STEPS, OVERSHOOT, on, buckets=buckets)
 
-    sizes = {}
+    def deepfool_untuned():  # the alternative to padding: no cuDNN autotuning at all
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False,
+                                        allow_tf32=True):
+            return deepfool("step", buckets=False)
+
+    sizes, first = {}, {}
     for on in ("step", "total"):  # the floor counts the gradient passes actually made
         seen = []
         hook = model.register_forward_pre_hook(
             lambda module, inputs: seen.append(len(inputs[0])) if torch.is_grad_enabled()
             else None)
-        deepfool(on)
+        first[on] = time_round_robin({on: lambda: deepfool(on)}, 1, device)[on]  # cold
         hook.remove()
         sizes[on] = seen
     units = time_round_robin(
         {n: (lambda n=n: forward_backward(model, x[:n], y[:n], NUM_CLASSES))
          for n in set(sizes["step"] + sizes["total"])}, args.repeats, device)
     jobs = {"step": lambda: deepfool("step"), "total": lambda: deepfool("total")}
+    if device.type == "cuda":
+        jobs["untuned"] = deepfool_untuned
     part = min(args.slice or args.batch, args.batch)
     if torchattacks is not None:
         jobs["ta"] = lambda: torchattacks.DeepFool(model, steps=DF_STEPS,
@@ -186,7 +208,8 @@ def main(argv=None) -> int:
             ref_time *= scale
             label += f" (on {part}, x{scale:g})"
         rows.append((f"DeepFool ({on})", times[on], label if ref in times else "-", ref_time,
-                     sum(units[n] for n in sizes[on])))
+                     sum(units[n] for n in sizes[on]),
+                     per_image[NUM_CLASSES] * sum(sizes[on])))
         if ref in times:
             adv, logits = deepfool(on, x[:part], y[:part]) if ref == "ta" else deepfool(on)
             inputs, labels = (x[:part], y[:part]) if ref == "ta" else (x, y)
@@ -206,21 +229,36 @@ def main(argv=None) -> int:
                           f"relative difference {relative:.1%}), "
                           f"{len(sizes[on])} gradient steps on {sizes[on]} samples")
 
+    if "untuned" in times:
+        first["untuned"] = times["untuned"]  # nothing to tune: every call is a first call
+        step_row = rows[-2]
+        rows.append(("DeepFool (untuned)", times["untuned"], step_row[2],
+                     step_row[3], *step_row[4:]))
+    print(f"bound: the same work at batch {bound_batch}\n")
     print(f"{'attack':<18}{'repro s':>9}  {'reference':<28}{'ref s':>9}{'vs ref':>8}"
-          f"{'floor s':>9}{'vs floor':>9}")
-    for name, ours_s, ref_name, ref_s, floor in rows:
+          f"{'floor s':>9}{'vs floor':>9}{'bound s':>9}{'vs bound':>9}")
+    for name, ours_s, ref_name, ref_s, floor, bound in rows:
         ref_cell = f"{ref_s:9.3f}{ref_s / ours_s:7.1f}x" if ref_s else f"{'-':>9}{'-':>8}"
         print(f"{name:<18}{ours_s:9.3f}  {ref_name:<28}{ref_cell}{floor:9.3f}"
-              f"{ours_s / floor:8.2f}x")
+              f"{ours_s / floor:8.2f}x{bound:9.3f}{ours_s / bound:8.2f}x")
+    print("\nDeepFool's first call, cuDNN autotuning of its shapes included (paid once per "
+          "evaluation job, a process of its own on a GPU): " + ", ".join(
+              f"{on} {first[on]:.3f} s" for on in ("step", "untuned") if on in first))
     print("\nagreement:")
     for line in checks:
         print("  " + line)
     by_name = {row[0]: row for row in rows}
-    summary = [f"PGD-20 {by_name['PGD-20'][1] / by_name['PGD-20'][4]:.2f}x floor"]
+    pgd = by_name["PGD-20"]
+    summary = [f"PGD-20 {pgd[1] / pgd[4]:.2f}x floor, {pgd[1] / pgd[5]:.2f}x bound"]
     for on, ref in (("step", "torchattacks"), ("total", "foolbox")):
         row = by_name[f"DeepFool ({on})"]
         if row[3]:
             summary.append(f"DeepFool {row[3] / row[1]:.1f}x faster than {ref}")
+    row = by_name["DeepFool (total)"]
+    summary.append(f"DeepFool {row[1] / row[4]:.2f}x floor")
+    print("\n--attack-images-per-second " + " ".join(
+        f"{attack}={args.batch / by_name[row][1]:.1f}"
+        for attack, row in (("fgsm", "FGSM"), ("pgd", "PGD-20"), ("deepfool", "DeepFool (step)"))))
     print("\nsummary: " + "; ".join(summary))
     return 0
 

@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Every GPU figure of benchmarks/README.md, on synthetic CIFAR-shaped data, in one command.
+# Every GPU figure of benchmarks/README.md (the target table of issue 11), on synthetic
+# CIFAR-shaped data, in one command:
 #
-#   bash benchmarks/gpu.sh                    # all stages: attacks train-fp32 train-bf16
-#   bash benchmarks/gpu.sh train-bf16         # or some of them
+#   bash benchmarks/gpu.sh                    # all stages, in this order:
+#        attacks train-fp32 concurrent train-eager train-bf16 estimate
+#   bash benchmarks/gpu.sh concurrent         # or some of them
 #
-# Each stage's output goes to $OUT (default benchmarks/out) as <stage>.txt, and the
-# training stages are followed by `repro estimate` with the rates (and the card's peak) they
-# printed, as estimate-<precision>.txt. Sizes: N (images per timed epoch, default 50000),
-# ATTACK_BATCH (default 1024), DEVICE (default cuda). Reference libraries the machine lacks
-# (torchattacks, foolbox) are installed from .whl/ when it holds wheels: see
-# benchmarks/README.md, "On a GPU".
+# Each stage writes $OUT/<stage>.txt (default OUT=benchmarks/out):
+#   attacks      FGSM, PGD-20, DeepFool at ATTACK_BATCH (1024) vs torchattacks/foolbox, their
+#                floors and large-batch bounds; DeepFool also unpadded with autotuning off
+#   train-fp32   every defense, one run, CUDA graphs on (the default), N images, with the
+#                FLOP floor and the large-batch bound
+#   concurrent   K at-pgd runs at once on the card (K in CONCURRENT, default "1 2 4 8"), each
+#                its own process, timed together: their summed images/s
+#   train-eager  standard and at-pgd with training.cuda_graphs=off (the baseline of the issue)
+#   train-bf16   standard and at-pgd in bf16, graphs on (keep bf16 only if faster than fp32)
+#   estimate     `repro estimate` for config.yaml with the rates of train-fp32 and attacks
+# Sizes: N (images per timed epoch, default 12800), BATCH (training, 128), BOUND_BATCH (of the
+# large-batch bound; default 4096 on CUDA), N_CONCURRENT (per process, 4096), ATTACK_BATCH
+# (1024), DEVICE (cuda). Reference libraries the machine lacks (torchattacks,
+# foolbox) are installed from .whl/ when it holds wheels: see benchmarks/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-benchmarks/out}
 device=${DEVICE:-cuda}
+n=${N:-12800}
+batch=${BATCH:-128}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -30,22 +42,63 @@ if torch.cuda.is_available():
 PY
 cat "$out/machine.txt"
 
-train() {  # $1: precision
-    python3 benchmarks/train.py --device "$device" --n "${N:-50000}" --batch 128 \
-        --set "training.precision=$1" | tee "$out/train-$1.txt"
-    # the last line holds --images-per-second ... [--peak-tflops P]
-    # shellcheck disable=SC2046
-    python3 -m repro estimate $(tail -n 1 "$out/train-$1.txt") | tee "$out/estimate-$1.txt"
+train() {  # $1: output name, then benchmarks/train.py options
+    local name=$1
+    shift
+    python3 benchmarks/train.py --device "$device" --n "$n" --batch "$batch" "$@" |
+        tee "$out/$name.txt"
+}
+
+concurrent() {  # K at-pgd processes that start their timed epoch together
+    local k i total barrier
+    for k in ${CONCURRENT:-1 2 4 8}; do
+        barrier=$(mktemp -d)
+        for i in $(seq "$k"); do
+            python3 benchmarks/train.py --device "$device" --n "${N_CONCURRENT:-4096}" \
+                --batch "$batch" --defenses at-pgd --bound-batch -1 --barrier "$barrier:$k" \
+                >"$barrier.$i.txt" 2>&1 &
+        done
+        wait
+        for i in $(seq "$k"); do
+            tail -n 1 "$barrier.$i.txt" | grep -q -- --images-per-second ||
+                { cat "$barrier.$i.txt" >&2; exit 1; }
+        done
+        total=$(for i in $(seq "$k"); do tail -n 1 "$barrier.$i.txt"; done |
+                sed -n 's/.*at-pgd=\([0-9.]*\).*/\1/p' | awk '{s += $1} END {printf "%.1f", s}')
+        echo "at-pgd, $k concurrent runs on the card: $total images/s together"
+        rm -rf "$barrier" "$barrier".*.txt
+    done
+}
+
+estimate() {  # with the rates lines of train-fp32 (its last line) and attacks
+    local rates
+    rates=$(tail -n 1 "$out/train-fp32.txt") &&
+        rates+=" $(grep -- '^--attack-images-per-second' "$out/attacks.txt")" ||
+        { echo "estimate needs the stages train-fp32 and attacks first" >&2; return 1; }
+    # shellcheck disable=SC2086
+    python3 -m repro estimate --device "$device" $rates
+}
+
+stage() {
+    case $1 in
+        attacks) python3 benchmarks/attacks.py --device "$device" --size 32 \
+                     --batch "${ATTACK_BATCH:-1024}" | tee "$out/attacks.txt" ;;
+        train-fp32) train train-fp32 --bound-batch "${BOUND_BATCH:-0}" ;;
+        concurrent) concurrent | tee "$out/concurrent.txt" ;;
+        train-eager) train train-eager --defenses standard at-pgd --bound-batch -1 \
+                         --set training.cuda_graphs=off ;;
+        train-bf16) train train-bf16 --defenses standard at-pgd --bound-batch -1 \
+                        --set training.precision=bf16 ;;
+        estimate) estimate | tee "$out/estimate.txt" ;;
+        *) echo "unknown stage $1 (attacks train-fp32 concurrent train-eager train-bf16" \
+                "estimate)" >&2; return 2 ;;
+    esac
 }
 
 stages=("$@")
-[ $# -gt 0 ] || stages=(attacks train-fp32 train-bf16)
-for stage in "${stages[@]}"; do
-    case $stage in
-        attacks) python3 benchmarks/attacks.py --device "$device" --size 32 \
-                     --batch "${ATTACK_BATCH:-1024}" | tee "$out/attacks.txt" ;;
-        train-fp32) train fp32 ;;
-        train-bf16) train bf16 ;;
-        *) echo "unknown stage $stage (attacks, train-fp32, train-bf16)" >&2; exit 2 ;;
-    esac
+[ $# -gt 0 ] || stages=(attacks train-fp32 concurrent train-eager train-bf16 estimate)
+failed=()
+for name in "${stages[@]}"; do  # a failed stage does not cost the figures of the others
+    (stage "$name") || failed+=("$name")
 done
+[ ${#failed[@]} -eq 0 ] || { echo "failed stages: ${failed[*]}" >&2; exit 1; }

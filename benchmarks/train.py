@@ -8,13 +8,21 @@ given config (default: the paper's ``config.yaml``; ImageNet weights are not nee
 timing, so the model starts from random weights). For each defense it also prints the
 matrix work of one training image (``repro.flops``) and the rate at which the device did it;
 on a card whose datasheet peak it knows (or with ``--peak-tflops``), how far the epoch is
-from that FLOP floor. The last line is a ready-made ``python -m repro estimate`` argument.
+from that FLOP floor. Beside it, the practical bound: the same defense at a large batch
+(``--bound-batch``), where kernels are big enough that launching them costs next to nothing;
+``vs bound`` is how many times longer an image takes at ``--batch``. The last line is a
+ready-made ``python -m repro estimate`` argument.
+
+``--barrier DIR:K`` makes K concurrent copies (benchmarks/gpu.sh, stage ``concurrent``) start
+their timed epoch together, each after its own warm-up: their images/s then add up to what
+the card does with K runs at once.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import torch
@@ -26,6 +34,7 @@ from repro.cli import apply_overrides  # noqa: E402
 from repro.config import DEFENSES, NUM_CLASSES, Settings, load_config  # noqa: E402
 from repro.data import Split  # noqa: E402
 from repro.flops import card_peak_tflops, training_flops  # noqa: E402
+from repro.graphs import WARMUP, graphs_wanted  # noqa: E402
 from repro.grid import main_run  # noqa: E402
 
 
@@ -34,17 +43,41 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def epoch_seconds(settings, run, split, batch, device) -> float:
+def wait_for_peers(barrier: str | None) -> None:
+    """``DIR:K``: announce this process in DIR, then wait until K processes have."""
+    if not barrier:
+        return
+    folder, count = barrier.rsplit(":", 1)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / uuid.uuid4().hex).touch()
+    while len(list(Path(folder).iterdir())) < int(count):
+        time.sleep(0.05)
+
+
+def epoch_seconds(settings, run, split, batch, device, barrier=None) -> float:
+    """One timed epoch of the pipeline's own loop, after a warm-up batch (cuDNN autotuning,
+    the allocator) or, with CUDA graphs, WARMUP + 1 of them (the graph's capture too)."""
     torch.manual_seed(0)
     model = train.prepare_model(settings, "cifar10", device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.training.lr)
-    warmup = Split(split.images[:batch], split.labels[:batch])  # cudnn autotuning, allocator
-    train._train_epoch(settings, model, optimizer, warmup, run, batch, 0, device, False)
+    graphs = graphs_wanted(settings.training.cuda_graphs, device)
+    optimizer = train.make_optimizer(settings, model, run, graphs)
+    step = train.training_step(settings, model, optimizer, run, device, batch, graphs)
+    warmup = Split(split.images[:batch], split.labels[:batch])
+    for _ in range(WARMUP + 1 if graphs else 1):
+        train._train_epoch(settings, model, step, warmup, run, batch, 0, device, False)
     synchronize(device)
+    wait_for_peers(barrier)
     started = time.perf_counter()
-    train._train_epoch(settings, model, optimizer, split, run, batch, 1, device, False)
+    train._train_epoch(settings, model, step, split, run, batch, 1, device, False)
     synchronize(device)
     return time.perf_counter() - started
+
+
+def synthetic_split(n: int, size: int, device) -> Split:
+    generator = torch.Generator().manual_seed(0)
+    return Split(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8,
+                               generator=generator),
+                 torch.randint(0, NUM_CLASSES, (n,), generator=generator)).to(device)
 
 
 def main(argv=None) -> int:
@@ -54,6 +87,11 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=256, help="images in the timed epoch")
     parser.add_argument("--size", type=int, default=32, help="input height = width")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--bound-batch", type=int, default=0,
+                        help="batch of the large-batch bound (0: 4096 on CUDA, 2 x --batch "
+                             "on CPU; -1: skip it)")
+    parser.add_argument("--barrier", metavar="DIR:K",
+                        help="start the timed epoch once K processes have reached DIR")
     parser.add_argument("--config", default=str(ROOT / "config.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set training.precision=bf16")
@@ -69,32 +107,41 @@ def main(argv=None) -> int:
     config = apply_overrides(load_config(args.config), ["model.pretrained=none", *args.set])
     settings = Settings.from_config(config)
     device = train.select_device(args.device)
-    generator = torch.Generator().manual_seed(0)
-    split = Split(torch.randint(0, 256, (args.n, 3, args.size, args.size), dtype=torch.uint8,
-                                generator=generator),
-                  torch.randint(0, NUM_CLASSES, (args.n,), generator=generator)).to(device)
+    split = synthetic_split(args.n, args.size, device)
+    bound_batch = args.bound_batch or (4096 if device.type == "cuda" else 2 * args.batch)
+    bound_split = synthetic_split(bound_batch, args.size, device) if bound_batch > 0 else None
     peak = args.peak_tflops or card_peak_tflops(device, settings.training.precision)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    graphs = graphs_wanted(settings.training.cuda_graphs, device)
     print(f"one epoch of {args.n} synthetic {args.size}x{args.size} images, batch {args.batch}, "
-          f"{name}, {settings.training.precision}, {torch.get_num_threads()} threads, "
-          f"peak {peak or '?'} TFLOP/s, protocol of {args.config}\n")
+          f"{name}, {settings.training.precision}, CUDA graphs {'on' if graphs else 'off'}, "
+          f"{torch.get_num_threads()} threads, peak {peak or '?'} TFLOP/s, bound at batch "
+          f"{bound_batch if bound_split else '-'}, protocol of {args.config}\n")
     print(f"{'defense':<14}{'run':<24}{'seconds':>9}{'images/s':>10}{'cost':>7}"
-          f"{'GFLOP/img':>11}{'TFLOP/s':>9}{'vs floor':>10}")
+          f"{'GFLOP/img':>11}{'TFLOP/s':>9}{'vs floor':>10}{'bound/s':>10}{'vs bound':>9}")
     rates = {}
     for defense in args.defenses:
         run = main_run(config, defense)
-        seconds = epoch_seconds(settings, run, split, args.batch, device)
+        seconds = epoch_seconds(settings, run, split, args.batch, device, args.barrier)
         rates[defense] = args.n / seconds
+        bound = ""
+        if bound_split is not None:
+            bound_rate = bound_batch / epoch_seconds(settings, run, bound_split, bound_batch,
+                                                     device)
+            bound = f"{bound_rate:10.1f}{bound_rate / rates[defense]:8.2f}x"
         base = rates.get("standard")
         cost = f"{base / rates[defense]:6.1f}x" if base else f"{'-':>7}"
         flops = training_flops(settings, run, args.size)
         achieved = flops * rates[defense] / 1e12
         floor = f"{peak / achieved:9.1f}x" if peak else f"{'-':>10}"
         print(f"{defense:<14}{run.name:<24}{seconds:9.2f}{rates[defense]:10.1f}{cost}"
-              f"{flops / 1e9:11.3f}{achieved:9.2f}{floor}")
+              f"{flops / 1e9:11.3f}{achieved:9.2f}{floor}{bound}")
     print("\ncost = time per image relative to standard training\n"
           "GFLOP/img = convolutions and matrix products of one training image, attack included\n"
           "vs floor = epoch time / the time those FLOPs take at the peak")
+    if bound_split is not None:
+        print(f"bound/s = images/s of one epoch of {bound_batch} images at batch "
+              f"{bound_batch}; vs bound = bound/s / images/s")
     print("--images-per-second " + " ".join(f"{d}={r:.1f}" for d, r in rates.items())
           + (f" --peak-tflops {peak}" if peak else ""))
     return 0

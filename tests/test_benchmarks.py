@@ -19,20 +19,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "DEVICE": "cpu", "N": "8", "ATTACK_BATCH": "8"}
+    env = {**os.environ, "OUT": str(tmp_path), "DEVICE": "cpu", "N": "8", "BATCH": "4",
+           "BOUND_BATCH": "8", "N_CONCURRENT": "8", "ATTACK_BATCH": "8", "CONCURRENT": "1 2"}
     subprocess.run(["bash", str(ROOT / "benchmarks/gpu.sh")], check=True, env=env,
                    capture_output=True, text=True)
     files = {path.name: path.read_text() for path in tmp_path.iterdir()}
-    assert set(files) == {"machine.txt", "attacks.txt", "train-fp32.txt", "train-bf16.txt",
-                          "estimate-fp32.txt", "estimate-bf16.txt"}
+    assert set(files) == {"machine.txt", "attacks.txt", "train-fp32.txt", "concurrent.txt",
+                          "train-eager.txt", "train-bf16.txt", "estimate.txt"}
+    attacks = files["attacks.txt"].splitlines()
     assert "deepfool-step vs torchattacks: success" in files["attacks.txt"]
-    assert files["attacks.txt"].splitlines()[-1].startswith("summary: PGD-20")
-    for precision in ("fp32", "bf16"):
-        train = files[f"train-{precision}.txt"]
-        assert f"cpu, {precision}" in train
-        rates = train.splitlines()[-1].split()
-        assert rates[0] == "--images-per-second"
-        assert [rate.split("=")[0] for rate in rates[1:]] == list(DEFENSES)
-        estimate = files[f"estimate-{precision}.txt"].splitlines()
-        assert estimate[0] == "72 training jobs (20 epochs assumed), 288 evaluation jobs"
-        assert estimate[-1].split()[0] == "total"
+    assert attacks[-1].startswith("summary: PGD-20") and "x bound" in attacks[-1]
+    assert any(line.startswith("--attack-images-per-second fgsm=") for line in attacks)
+    train = files["train-fp32.txt"]
+    assert "cpu, fp32, CUDA graphs off" in train and "vs bound" in train
+    rates = train.splitlines()[-1].split()
+    assert rates[0] == "--images-per-second"
+    assert [rate.split("=")[0] for rate in rates[1:]] == list(DEFENSES)
+    for name, precision in (("train-eager", "fp32"), ("train-bf16", "bf16")):
+        assert files[f"{name}.txt"].splitlines()[-1].split()[1].startswith("standard=")
+        assert f"cpu, {precision}" in files[f"{name}.txt"]
+    concurrent = files["concurrent.txt"].splitlines()
+    assert [line.split(",")[1].split()[0] for line in concurrent] == ["1", "2"]
+    assert all(float(line.split(": ")[1].split()[0]) > 0 for line in concurrent)
+    estimate = files["estimate.txt"].splitlines()
+    assert estimate[0] == "72 training jobs (20 epochs assumed), 288 evaluation jobs"
+    assert estimate[-1].split()[0] == "total"

@@ -1,9 +1,12 @@
 import pytest
+import torch
 
+from repro import estimate as estimate_module
 from repro.cli import main
 from repro.config import load_config
-from repro.estimate import estimate, floor_rates, format_estimate, parse_rates
-from repro.grid import all_runs
+from repro.estimate import cost_notice, estimate, floor_rates, format_estimate, parse_rates
+from repro.grid import all_runs, checkpoint_path, eval_path
+from repro.measured import MEASURED, device_kind
 
 
 def test_full_config_counts_every_job_once():
@@ -47,6 +50,71 @@ def test_flop_floor_prices_every_run_kind_and_scales_with_the_peak():
     assert table.splitlines()[-1].split()[-1] == f"{ratio:.1f}x"
 
 
-def test_estimate_needs_a_throughput_or_a_peak(capsys):
-    with pytest.raises(SystemExit, match="--peak-tflops"):
-        main(["estimate", "--configfile", "config/smoke.yaml"])
+def test_estimate_defaults_to_the_rates_measured_on_this_kind_of_device(capsys):
+    main(["estimate", "--device", "cpu", "--attack-images-per-second", "deepfool=10"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("training rates measured on cpu (")
+    config = load_config("config.yaml")
+    expected = estimate(config, MEASURED["cpu"]["train"],
+                        attack_rates={"deepfool": 10})  # the flag replaces every attack rate
+    assert out[-1].split() == ["total", f"{expected['total_hours']:.1f}"]
+
+
+def test_measured_attack_rates_price_evaluation_not_the_pass_counts():
+    config = load_config("config.yaml")
+    counted = estimate(config, {"*": 100.0})
+    measured = estimate(config, {"*": 100.0}, attack_rates={"deepfool": 50.0})
+    jobs = counted["eval_jobs"]["deepfool"]
+    assert measured["eval_hours"]["deepfool"] == pytest.approx(jobs * 10_000 / 50.0 / 3600)
+    assert measured["eval_hours"]["pgd"] == counted["eval_hours"]["pgd"]
+
+
+def test_pending_only_leaves_out_outputs_already_made(tmp_path):
+    config = load_config("config.yaml")
+    config["results"] = str(tmp_path)
+    run = all_runs(config)[0]
+    for path in (checkpoint_path(str(tmp_path), run), eval_path(str(tmp_path), run, "pgd")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    everything = estimate(config, {"*": 100.0}, pending_only=False)
+    pending = estimate(config, {"*": 100.0}, pending_only=True)
+    assert (pending["training_jobs"], pending["evaluation_jobs"]) == (71, 287)
+    assert pending["eval_jobs"]["pgd"] == everything["eval_jobs"]["pgd"] - 1
+    assert pending["total_hours"] < everything["total_hours"]
+
+
+def _notice(monkeypatch, *overlays, kind=("cpu", "cpu"), device="cpu"):
+    monkeypatch.setattr(estimate_module, "device_kind", lambda device: kind)
+    monkeypatch.setattr(estimate_module.os, "cpu_count", lambda: 4)
+    config = load_config("config.yaml", *overlays)
+    config["training"]["device"] = device
+    return cost_notice(config)
+
+
+def test_cost_notice_above_a_day_says_so_and_names_the_cheaper_ways(monkeypatch):
+    notice = _notice(monkeypatch)
+    hours = estimate(load_config("config.yaml"), MEASURED["cpu"]["train"],
+                     attack_rates=MEASURED["cpu"]["attack"])["total_hours"]
+    assert "72 training and 288 evaluation jobs" in notice
+    assert f"at best {estimate_module._hours(hours / 4)} hours on its 4 cores" in notice
+    assert "more than a day" in notice and "Nothing is stopped" in notice
+    for way in ("--configfile config/smoke.yaml", "GPU-hours on an H100",
+                "--profile profiles/slurm"):
+        assert way in notice
+
+
+def test_cost_notice_below_a_day_is_one_sentence(monkeypatch):
+    smoke = _notice(monkeypatch, "config/smoke.yaml")
+    assert "at 2 epochs per training" in smoke and "Cheaper" not in smoke
+    gpu = _notice(monkeypatch, kind=("H100", "NVIDIA A40"), device="cuda")
+    assert "GPU-hours on NVIDIA A40 (priced with the H100's rates" in gpu
+    assert "more than a day" not in gpu
+
+
+def test_device_kind_names_the_card_or_falls_back(monkeypatch):
+    assert device_kind("cpu") == ("cpu", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    assert device_kind("cuda:0") == ("H100", "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA A40")
+    assert device_kind("auto") == ("H100", "NVIDIA A40")

@@ -65,3 +65,48 @@ def test_vectorized_deepfool_equals_the_simple_one(space, overshoot_on):
     top2 = ref_logits.topk(2, dim=1).values
     clear = top2[:, 0] - top2[:, 1] > 1e-4
     assert torch.equal(logits.argmax(1)[clear], ref_logits.argmax(1)[clear])
+
+
+def test_buckets_pad_to_powers_of_two_capped_at_the_chunk():
+    for full in (1, 5, 48):
+        for n in range(1, full + 1):
+            active = torch.arange(full - n, full)
+            padded = attacks.bucket(active, full)
+            assert len(padded) == min(full, 1 << (n - 1).bit_length()) >= n
+            assert torch.equal(padded[:n], active) and set(padded[n:].tolist()) <= {full - n}
+
+
+@pytest.mark.parametrize("overshoot_on", ["step", "total"])
+def test_bucketed_deepfool_equals_the_unpadded_one(overshoot_on):
+    """Padding the active set (what DeepFool does on CUDA) changes the shapes the model sees,
+    not the result. In float64 the padded passes agree with the unpadded ones to ~1e-15, so
+    a tolerance of 1e-9 leaves room for any CPU's kernels and still catches a wrong row."""
+    model = _train(_model("pixel"), steps=20).double()
+    pixels, labels = _prototype_data(48, seed=3)
+    inputs = model.to_input(pixels.double())
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    try:
+        adv, logits = attacks.deepfool(model, inputs, labels, 20, 0.02, overshoot_on,
+                                       buckets=True)
+    finally:
+        hook.remove()
+    plain_adv, plain_logits = attacks.deepfool(model, inputs, labels, 20, 0.02, overshoot_on,
+                                               buckets=False)
+    assert len(sizes) > 3 and set(sizes) <= {48, 32, 16, 8, 4, 2, 1}
+    torch.testing.assert_close(adv, plain_adv, rtol=0, atol=1e-9)
+    torch.testing.assert_close(logits, plain_logits, rtol=0, atol=1e-9)
+    assert torch.equal(logits.argmax(1), plain_logits.argmax(1))
+    assert (logits.argmax(1) != labels).float().mean() > 0.8  # the attack did its work
+
+
+def test_deepfool_pads_only_on_cuda_by_default():
+    model = _train(_model("pixel"), steps=5)
+    pixels, labels = _prototype_data(48, seed=3)
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    try:
+        attacks.deepfool(model, model.to_input(pixels), labels, 20, 0.02)
+    finally:
+        hook.remove()
+    assert any(size not in {48, 32, 16, 8, 4, 2, 1} for size in sizes)  # CPU: exact sizes

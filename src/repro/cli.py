@@ -46,6 +46,14 @@ def _run(args) -> RunSpec:
     return RunSpec(args.dataset, args.defense, args.seed, args.layer, args.beta)
 
 
+def run_arguments(run: RunSpec) -> list[str]:
+    """The command-line flags that name ``run`` (what ``_run`` reads back)."""
+    flags = ["--dataset", run.dataset, "--defense", run.defense, "--seed", str(run.seed)]
+    if run.layer is not None:
+        flags += ["--layer", run.layer, "--beta", repr(run.beta)]
+    return flags
+
+
 def _common(parser, with_run=True):
     parser.add_argument("--config", default="config.yaml",
                         help="pipeline config to read (default: config.yaml)")
@@ -93,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(estimate, with_run=False)
     estimate.add_argument("--images-per-second", nargs="+", metavar="[DEFENSE=]N",
                           help="training throughput: one number for all defenses, or "
-                               "DEFENSE=N pairs (benchmarks/train.py prints them)")
+                               "DEFENSE=N pairs (benchmarks/train.py prints them; default: "
+                               "the rates measured on this kind of device)")
+    estimate.add_argument("--attack-images-per-second", nargs="+", metavar="ATTACK=N",
+                          help="evaluation attack throughput, e.g. pgd=8000 deepfool=1500 "
+                               "(benchmarks/attacks.py prints them; default: measured on this "
+                               "kind of device)")
     estimate.add_argument("--peak-tflops", type=float,
                           help="the card's dense peak (e.g. H100 SXM: 494.7 for fp32 as TF32, "
                                "989.4 for bf16): adds the FLOP floor of every row")
@@ -135,16 +148,25 @@ def _main(args) -> int:
                               args.device)
         print(json.dumps({k: result[k] for k in ("attack", "top1", "top3", "top5", "n")}))
     elif args.command == "estimate":
-        from .estimate import estimate, floor_rates, format_estimate, parse_rates
+        from .estimate import (estimate, floor_rates, format_estimate, measured_rates,
+                               parse_rates)
 
-        if not (args.images_per_second or args.peak_tflops):
-            raise SystemExit("repro estimate: give --images-per-second (measured by "
-                             "benchmarks/train.py), --peak-tflops, or both")
-        measured = args.images_per_second and estimate(
-            config, parse_rates(args.images_per_second), args.epochs, args.deepfool_steps)
+        kind, name, entry = measured_rates(args.device or settings.training.device)
+        defaults = [part for part, flag in (("training", args.images_per_second),
+                                            ("attack", args.attack_images_per_second))
+                    if not flag]
+        if defaults:
+            device = "" if kind in name else f"; this device: {name}"
+            print(f"{' and '.join(defaults)} rates measured on {kind} ({entry['source']})"
+                  f"{device}\n")
+        measured = estimate(
+            config, parse_rates(args.images_per_second) if args.images_per_second
+            else entry["train"], args.epochs, args.deepfool_steps,
+            parse_rates(args.attack_images_per_second) if args.attack_images_per_second
+            else entry["attack"])
         floor = args.peak_tflops and estimate(
             config, floor_rates(config, args.peak_tflops), args.epochs, args.deepfool_steps)
-        print(format_estimate(measured, floor) if measured else format_estimate(floor))
+        print(format_estimate(measured, floor or None))
     else:
         from .data import prepare
 

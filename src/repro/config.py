@@ -116,9 +116,13 @@ class TrainingConfig:
     shuffle: bool = False
     device: str = "auto"
     precision: str = "fp32"
+    cuda_graphs: str = "auto"  # "auto": hot loops as CUDA graphs on CUDA (repro.graphs); "off"
 
     def __post_init__(self):
         _check_choice("training.precision", self.precision, ("fp32", "bf16"))
+        if self.cuda_graphs is False:  # YAML 1.1 reads a bare `off` as false
+            object.__setattr__(self, "cuda_graphs", "off")
+        _check_choice("training.cuda_graphs", self.cuda_graphs, ("auto", "off"))
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ValueError(f"training.device: {self.device!r} is not auto, cpu, cuda or cuda:N")
 

@@ -25,12 +25,25 @@ def _budget(defense: str, protocol: Protocol) -> tuple[float, float, int, bool]:
 
 
 def training_attack(model, inputs, labels, defense: str, protocol: Protocol, start=None,
-                    loss: str = "ce", generator=None):
+                    loss: str = "ce", generator=None, noise=None):
     """The adversarial examples a defense trains on: the ε-ball is centred on ``inputs``."""
     epsilon, step_size, steps, random_start = _budget(defense, protocol)
     return attacks.pgd(model, inputs, labels, epsilon, step_size, steps,
                        random_start=random_start, clip=(0.0, 1.0) if protocol.clip else None,
-                       start=start, loss=loss, generator=generator)
+                       start=start, loss=loss, generator=generator, noise=noise)
+
+
+def step_noise(run: RunSpec, protocol: Protocol, shape, generator) -> torch.Tensor | None:
+    """The one random draw a training step of ``run`` makes, on the CPU, or None.
+
+    TRADES starts its attack from N(0, 1) noise; PGD with a random start draws U[0, 1).
+    Drawn apart from the step so that a CUDA graph of the step can take it as an input.
+    """
+    if run.defense.startswith("trades"):
+        return torch.randn(shape, generator=generator, device="cpu")
+    if run.defense != "standard" and _budget(run.defense, protocol)[3]:
+        return attacks.uniform_noise(shape, generator)
+    return None
 
 
 def embedding_distance(adv: torch.Tensor, clean: torch.Tensor, distance: str) -> torch.Tensor:
@@ -42,17 +55,22 @@ def embedding_distance(adv: torch.Tensor, clean: torch.Tensor, distance: str) ->
 
 
 def training_loss(model, inputs, labels, run: RunSpec, protocol: Protocol,
-                  generator: torch.Generator | None = None):
-    """(loss, logits whose accuracy is logged) for one batch; model must be in train mode."""
+                  generator: torch.Generator | None = None, noise: torch.Tensor | None = None):
+    """(loss, logits whose accuracy is logged) for one batch; model must be in train mode.
+
+    ``noise`` is the step's random draw (:func:`step_noise`); drawn here from ``generator``
+    when not given.
+    """
     defense = run.defense
     if defense == "standard":
         logits = model(inputs)
         return F.cross_entropy(logits, labels), logits
 
+    if noise is None:
+        noise = step_noise(run, protocol, inputs.shape, generator)
     if defense.startswith("trades"):
         cfg = protocol.trades
-        noise = torch.randn(inputs.shape, generator=generator, device="cpu").to(inputs.device)
-        start = inputs + cfg.init_noise * noise
+        start = inputs + cfg.init_noise * noise.to(inputs.device)
         # Paper's code: the CE attack treats the noisy image as its origin; official TRADES
         # (inner="kl") starts there but projects around the clean image.
         if cfg.inner == "ce":
@@ -66,7 +84,7 @@ def training_loss(model, inputs, labels, run: RunSpec, protocol: Protocol,
                           reduction="sum") / len(inputs)
         return F.cross_entropy(logits, labels) + cfg.beta * robust, logits_adv
 
-    adv = training_attack(model, inputs, labels, defense, protocol, generator=generator)
+    adv = training_attack(model, inputs, labels, defense, protocol, noise=noise)
     if defense.startswith("at-"):
         logits = model(adv)
         return F.cross_entropy(logits, labels), logits

@@ -1,11 +1,17 @@
 """How many jobs a config implies and roughly how many GPU-hours they take.
 
-``python -m repro estimate --images-per-second standard=400 at-pgd=20 ...`` (the numbers that
-``benchmarks/train.py`` prints on the target GPU) before launching a full reproduction.
+``python -m repro estimate`` prices the config with the rates measured on this kind of device
+(:mod:`repro.measured`); ``--images-per-second standard=400 at-pgd=20 ...`` and
+``--attack-images-per-second pgd=... deepfool=...`` (what ``benchmarks/train.py`` and
+``benchmarks/attacks.py`` print on the target machine) replace them.
 
-The unit of cost is one image of *standard* training (one forward and one backward pass with
-weight gradients, about three forward passes). Training a defense costs what its measured
-throughput says; evaluation is priced from the standard rate with these counts:
+Training a defense costs what its measured throughput says. An attack with a measured rate
+costs that rate: the evaluation batch is large, so attacks run at another speed than
+training at batch 128, and DeepFool's cost depends on the steps a model needs and on how
+the GPU copes with its shrinking batch, which no pass count predicts (counted, it came out
+at a twentieth of what an H100 took). Without a measured rate, an attack is priced from the
+standard training rate, in units of one image of *standard* training (one forward and one
+backward pass with weight gradients, about three forward passes), with these counts:
 
 - a forward pass costs 1/3 (clean evaluation, validation after every epoch);
 - an FGSM or PGD step is a forward and an input backward: about 1;
@@ -16,10 +22,13 @@ Early stopping makes the epoch count unknowable in advance: it is an assumption 
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
+from pathlib import Path
 
 from . import grid
 from .config import NUM_CLASSES, RunSpec, Settings
+from .measured import FALLBACK_GPU, MEASURED, device_kind
 
 # (train + val, test) images of the real datasets; the other sources are sized by the config.
 FULL_SIZES = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
@@ -55,13 +64,17 @@ def attack_cost(attack: str, settings: Settings, deepfool_steps: float) -> float
 
 
 def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20,
-             deepfool_steps: float = 3) -> dict:
+             deepfool_steps: float = 3, attack_rates: dict[str, float] | None = None,
+             pending_only: bool = False) -> dict:
     """Jobs and GPU-hours, per training run kind and per attack, for ``config``.
 
     ``images_per_second`` maps defenses to training throughput; a ``"*"`` entry applies to
     the defenses not named, and (dataset, defense, layer) keys (what :func:`floor_rates`
-    gives) take precedence over both. Evaluation is priced from the ``standard`` rate.
+    gives) take precedence over both. ``attack_rates`` maps attacks to measured images/s;
+    the attacks it does not name are priced from the ``standard`` rate. ``pending_only``
+    leaves out the jobs whose output is already under ``config["results"]``.
     """
+    attack_rates = attack_rates or {}
     settings = Settings.from_config(config)
     runs = grid.all_runs(config)
     attacks = grid.attacks(config)
@@ -74,22 +87,31 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
                          f"number for every defense")
 
     train_hours, eval_hours, jobs = Counter(), Counter(), Counter()
+    def done(path: Path) -> bool:
+        return pending_only and path.exists()
+
+    evaluations = Counter()
     for run in runs:
         sizes = split_sizes(settings, run.dataset)
         standard = rate(run.dataset, "standard")
-        per_epoch = (sizes["train"] / rate(run.dataset, run.defense, run.layer)
-                     + sizes["val"] * FORWARD / standard)
-        key = (run.dataset, run.defense)
-        jobs[key] += 1
-        train_hours[key] += epochs * per_epoch / 3600
+        if not done(grid.checkpoint_path(config.get("results", ""), run)):
+            per_epoch = (sizes["train"] / rate(run.dataset, run.defense, run.layer)
+                         + sizes["val"] * FORWARD / standard)
+            key = (run.dataset, run.defense)
+            jobs[key] += 1
+            train_hours[key] += epochs * per_epoch / 3600
         for attack in attacks:
-            eval_hours[attack] += (sizes["test"] * attack_cost(attack, settings, deepfool_steps)
-                                   / standard / 3600)
+            if done(grid.eval_path(config.get("results", ""), run, attack)):
+                continue
+            evaluations[attack] += 1
+            per_image = (1 / attack_rates[attack] if attack in attack_rates
+                         else attack_cost(attack, settings, deepfool_steps) / standard)
+            eval_hours[attack] += sizes["test"] * per_image / 3600
     training = sum(train_hours.values())
-    return {"training_jobs": len(runs), "evaluation_jobs": len(runs) * len(attacks),
+    return {"training_jobs": sum(jobs.values()), "evaluation_jobs": sum(evaluations.values()),
             "epochs": epochs, "runs": dict(jobs), "train_hours": dict(train_hours),
             "training_hours": training,
-            "eval_hours": dict(eval_hours), "eval_jobs_per_attack": len(runs),
+            "eval_hours": dict(eval_hours), "eval_jobs": dict(evaluations),
             "total_hours": training + sum(eval_hours.values())}
 
 
@@ -135,7 +157,7 @@ def format_estimate(result: dict, floor: dict | None = None) -> str:
             return priced[key] if item is None else priced[key][item]
         return f"{label:<22}{count:>6}{cells(hours(result), floor and hours(floor))}"
 
-    header = f"{'dataset  defense':<22}{'runs':>6}{'GPU-h':>9}"
+    header = f"{'dataset  defense':<22}{'runs':>6}{'hours':>9}"
     if floor is not None:
         header += f"{'floor-h':>9}{'vs floor':>9}"
     lines = [f"{result['training_jobs']} training jobs ({result['epochs']} epochs assumed), "
@@ -144,6 +166,62 @@ def format_estimate(result: dict, floor: dict | None = None) -> str:
         lines.append(row(f"{dataset:<9}{defense}", count, "train_hours", (dataset, defense)))
     lines.append(row("training", "", "training_hours"))
     for attack in result["eval_hours"]:
-        lines.append(row(f"eval {attack}", result["eval_jobs_per_attack"], "eval_hours", attack))
+        lines.append(row(f"eval {attack}", result["eval_jobs"][attack], "eval_hours", attack))
     lines.append(row("total", "", "total_hours"))
     return "\n".join(lines)
+
+
+# Where the cheaper ways live; the cost notice names them.
+SMOKE_PRESET = "config/smoke.yaml"
+SLURM_PROFILE = "profiles/slurm"
+
+
+def measured_rates(device=None) -> tuple[str, str, dict]:
+    """(device kind, device name, measured entry) for ``device`` (see repro.measured)."""
+    kind, name = device_kind(device)
+    return kind, name, MEASURED[kind]
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:,.{2 if hours < 1 else 1 if hours < 100 else 0}f}"
+
+
+def cost_notice(config: dict, epochs: int = 20) -> str:
+    """One paragraph on what the config's jobs not yet done will cost on the device that
+    ``training.device`` picks here, priced with that kind's measured rates.
+
+    Printed once when the workflow starts (Snakefile ``onstart``): a full grid on a CPU is
+    months of compute, and nothing else would say so before the first job starts. Above a
+    day it says so plainly and names the cheaper ways; it never stops the run.
+    """
+    settings = Settings.from_config(config)
+    epochs = min(epochs, settings.training.max_epochs)
+    kind, name, entry = measured_rates(settings.training.device)
+    result = estimate(config, entry["train"], epochs, attack_rates=entry["attack"],
+                      pending_only=True)
+    hours = result["total_hours"]
+    priced = "" if kind in name else f" (priced with the {kind}'s rates: {name} has none)"
+    text = (f"Cost of this run: {result['training_jobs']} training and "
+            f"{result['evaluation_jobs']} evaluation jobs still to do, at {epochs} epochs per "
+            f"training (early stopping may end it sooner)")
+    if kind == "cpu":
+        cores = os.cpu_count() or 1
+        wall = hours / cores
+        text += (f": about {_hours(hours)} core-hours on this CPU (rates measured on one "
+                 f"core), so at best {_hours(wall)} hours on its {cores} cores.")
+    else:
+        wall = hours
+        text += f": about {_hours(hours)} GPU-hours on {name}{priced}, one job at a time."
+    if wall <= 24:
+        return text
+    cheaper = [f"the smoke preset (--configfile {SMOKE_PRESET}: minutes, a check of the "
+               f"pipeline rather than the paper's numbers)"]
+    if kind == "cpu":
+        gpu = estimate(config, MEASURED[FALLBACK_GPU]["train"], epochs,
+                       attack_rates=MEASURED[FALLBACK_GPU]["attack"], pending_only=True)
+        cheaper.append(f"a GPU (about {_hours(gpu['total_hours'])} GPU-hours on an "
+                       f"{FALLBACK_GPU} at its measured rates)")
+    cheaper.append(f"the Slurm profile (--profile {SLURM_PROFILE}), which runs the jobs on "
+                   f"a cluster's GPUs in parallel")
+    return (f"{text} That is more than a day ({wall / 24:,.1f} days). Cheaper ways: "
+            f"{'; '.join(cheaper)}. Nothing is stopped: if this is what you mean, let it run.")

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 
 from . import artifacts, data, io
-from .attacks import run_attack
+from .attacks import attack_noise, run_attack
 from .config import ATTACKS, RunSpec, Settings
 from .errors import UserError
+from .graphs import StepGraph, graphs_record, graphs_wanted
 from .records import attack_parameters, run_record
 from .train import epoch_generator, prepare_model, select_device
 
@@ -48,6 +49,18 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, batch_size: int,
             for k, hit in hits.items()}
 
 
+def attack_chunk(settings: Settings, model, attack: str, device) -> StepGraph:
+    """``chunk(inputs, labels[, noise]) -> logits`` under ``attack``: FGSM and PGD, whose
+    shapes never change, run as CUDA graphs for full chunks (``training.cuda_graphs``);
+    DeepFool's active set shrinks, so it and the single clean pass stay eager."""
+    def chunk(inputs, labels, *noise):
+        return run_attack(model, attack, inputs, labels, settings.protocol,
+                          noise=noise[0] if noise else None)[1]
+    graphs = attack in ("fgsm", "pgd") and graphs_wanted(
+        settings.training.cuda_graphs, device)
+    return StepGraph(chunk, settings.attack_chunk_size, graphs)
+
+
 def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attack: str,
                  out_json: str | Path | None = None, device=None) -> dict:
     if attack not in ATTACKS:
@@ -60,11 +73,13 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
     splits = data.load(settings, run.dataset)
     test = splits.test.to(device)
     generator = epoch_generator(run.seed, 0, salt=2)
+    chunk = attack_chunk(settings, model, attack, device)
     logits = []
     for pixels, labels in data.batches(test, settings.attack_chunk_size):
         inputs = model.to_input(pixels)
-        logits.append(run_attack(model, attack, inputs, labels, settings.protocol,
-                                 generator)[1].float().cpu())
+        noise = attack_noise(attack, settings.protocol, inputs.shape, generator)
+        logits.append(chunk(inputs, labels, *([] if noise is None else [noise.to(device)]))
+                      .float().cpu())
     logits = torch.cat(logits)
     result = {
         "run": run.as_dict(), "attack": attack,
@@ -79,6 +94,7 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
                      "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"]},
         "wall_seconds": round(time.perf_counter() - started, 3),
+        "cuda_graphs": graphs_record(settings.training.cuda_graphs, chunk),
         "provenance": io.provenance(device),
     }
     if out_json is not None:

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from . import artifacts, data, io
 from .config import RunSpec, Settings
-from .defenses import training_loss
+from .defenses import step_noise, training_loss
 from .errors import UserError
+from .graphs import StepGraph, graphs_record, graphs_wanted
 from .model import build_model
 from .records import run_record
 
@@ -48,9 +49,13 @@ def select_device(name: str | None = "auto") -> torch.device:
 
 
 def autocast(settings: Settings, device: torch.device):
-    """bf16 autocast when ``training.precision`` asks for it; fp32 (the default) otherwise."""
+    """bf16 autocast when ``training.precision`` asks for it; fp32 (the default) otherwise.
+
+    Without autocast's cache of bf16 weights: a CUDA graph cannot capture it (PyTorch's
+    rule), and the weights change at every step anyway."""
     if settings.training.precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                              cache_enabled=False)
     return nullcontext()
 
 
@@ -77,8 +82,8 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
     record = run_record(settings, run)
 
     model = prepare_model(settings, run.dataset, device, run.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay_for(run))
+    graphs = graphs_wanted(cfg.cuda_graphs, device)
+    optimizer = make_optimizer(settings, model, run, graphs)
     state_path = checkpoint.with_name(checkpoint.name + ".state")
     metrics_path = checkpoint.with_name("metrics.csv")
     for path in (checkpoint, state_path, metrics_path):
@@ -92,16 +97,17 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
             raise RuntimeError(f"{state_path} belongs to another run or config; delete it to "
                                f"start this run from scratch")
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        optimizer.load_state_dict(capturable_state(saved["optimizer"], graphs))
         state = {k: saved[k] for k in state}
         print(f"resuming {run.name} seed {run.seed} after epoch {state['epoch']}",
               file=sys.stderr)
 
+    step = training_step(settings, model, optimizer, run, device, batch_size, graphs)
     show = sys.stderr.isatty() if progress is None else progress
     while state["epoch"] < cfg.max_epochs and state["wait"] < cfg.patience:
         epoch = state["epoch"]
         started = time.perf_counter()
-        train_loss, train_acc = _train_epoch(settings, model, optimizer, train_split, run,
+        train_loss, train_acc = _train_epoch(settings, model, step, train_split, run,
                                              batch_size, epoch, device, show)
         val_loss, val_acc = evaluate_clean(model, val_split, batch_size)
         if not math.isfinite(val_loss):
@@ -129,13 +135,44 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
               "best_val_loss": state["best_val"], "epochs": state["epoch"],
               "data_source": splits.source,
               "sizes": {"train": len(train_split), "val": len(val_split)},
-              "wall_seconds": round(state["elapsed"], 3), "provenance": io.provenance(device)}
+              "wall_seconds": round(state["elapsed"], 3),
+              "cuda_graphs": graphs_record(cfg.cuda_graphs, step),
+              "provenance": io.provenance(device)}
     artifacts.save_checkpoint(checkpoint, result)
     state_path.unlink(missing_ok=True)
     return result
 
 
-def _train_epoch(settings, model, optimizer, split, run, batch_size, epoch, device, show):
+def make_optimizer(settings: Settings, model, run: RunSpec, graphs: bool):
+    """AdamW; ``capturable`` (its step counters on the GPU) when the step is a CUDA graph."""
+    return torch.optim.AdamW(model.parameters(), lr=settings.training.lr,
+                             weight_decay=settings.training.weight_decay_for(run),
+                             capturable=graphs)
+
+
+def capturable_state(optimizer_state: dict, graphs: bool) -> dict:
+    """A saved AdamW state made fit for this process: a run resumed with graphs on another
+    device (or off) must load with this process's ``capturable``, not the saved one."""
+    groups = [{**group, "capturable": graphs} for group in optimizer_state["param_groups"]]
+    return {**optimizer_state, "param_groups": groups}
+
+
+def training_step(settings: Settings, model, optimizer, run: RunSpec, device, batch_size: int,
+                  graphs: bool) -> StepGraph:
+    """``step(inputs, labels[, noise]) -> (loss, logits)``: loss, backward and optimizer step
+    of one batch, as one CUDA graph for full batches when ``graphs`` (see repro.graphs)."""
+    def step(inputs, labels, *noise):
+        with autocast(settings, device):
+            loss, logits = training_loss(model, inputs, labels, run, settings.protocol,
+                                         noise=noise[0] if noise else None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), logits.detach()
+    return StepGraph(step, batch_size, graphs)
+
+
+def _train_epoch(settings, model, step, split, run, batch_size, epoch, device, show):
     cfg = settings.training
     model.train()
     shuffle = epoch_generator(run.seed, epoch) if cfg.shuffle else None
@@ -150,14 +187,11 @@ def _train_epoch(settings, model, optimizer, split, run, batch_size, epoch, devi
         inputs = model.to_input(pixels)
         if device.type == "cuda":
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with autocast(settings, device):
-            loss, logits = training_loss(model, inputs, labels, run, settings.protocol, noise)
+        draw = step_noise(run, settings.protocol, inputs.shape, noise)
+        loss, logits = step(inputs, labels, *([] if draw is None else [draw.to(device)]))
         nonfinite_at = torch.where((nonfinite_at < 0) & ~torch.isfinite(loss),
                                    torch.full_like(nonfinite_at, index), nonfinite_at)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.detach() * len(labels)
+        total_loss += loss * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
         if (index + 1) % SYNC_EVERY == 0 or index + 1 == n_batches:

@@ -12,6 +12,9 @@ from contextlib import contextmanager
 
 import torch
 
+from repro import gpus
+from repro.cli import run_arguments
+
 LOGGER = logging.getLogger("repro")
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
@@ -46,3 +49,14 @@ def use_threads(job) -> None:
     """torch's intra-op threads = the rule's threads. The setting is process-wide: concurrent
     jobs share it, which is harmless while every rule asks for the same number."""
     torch.set_num_threads(job.threads)
+
+
+def on_own_card(job, log, command: str, run, *arguments: str) -> bool:
+    """Run ``python -m repro COMMAND <run> ARGUMENTS`` as a child process on a free GPU slot's
+    card when this job asks for a GPU (repro.gpus); False, having done nothing, otherwise."""
+    if not gpus.own_process(getattr(job.resources, "gpu", 0), job.config["training"]["device"]):
+        return False
+    with gpus.pool().card() as card:
+        gpus.run_child([command, *run_arguments(run), *arguments], job.config, card,
+                       job.threads, log)
+    return True

@@ -4,13 +4,15 @@ from pathlib import Path
 from repro.config import RunSpec, Settings
 from repro.train import train_run
 
-from .jobutil import job_log, use_threads
+from .jobutil import job_log, on_own_card, use_threads
 
 
 def main(job):
     with job_log(job) as log:
-        use_threads(job)
         run = RunSpec.parse(job.wildcards.dataset, job.wildcards.run, job.wildcards.seed)
+        if on_own_card(job, log, "train", run, "--out", job.output.checkpoint, "--no-progress"):
+            return
+        use_threads(job)
         # No progress bars: the console is shared by all jobs of the process.
         result = train_run(Settings.from_config(job.config), run, Path(job.output.checkpoint),
                            progress=False)

@@ -1,0 +1,45 @@
+"""Throughput measured on real machines, per device kind: what ``repro estimate`` and the
+workflow's cost notice price a run with when the user gives no rates.
+
+Each entry names the command and the date that produced it, so a figure can be re-measured
+and replaced (benchmarks/README.md). ``train``: images/s of one training epoch per defense
+at batch 128 (benchmarks/train.py). ``attack``: images/s of an evaluation attack at the
+benchmark's batch (benchmarks/attacks.py, the line ``--attack-images-per-second``); DeepFool's
+rate depends on how many steps the model needs before it flips (4 to 9 on that benchmark).
+"""
+from __future__ import annotations
+
+import torch
+
+MEASURED = {
+    "H100": {
+        "source": "NVIDIA H100 80GB HBM3, fp32/TF32, eager (no CUDA graphs), DeepFool before its "
+                  "active set was padded; commit 144b64c, measurements/gpu-2026-11-26",
+        "train": {"standard": 21197.8, "at-fgsm": 9751.8, "at-pgd": 1074.4,
+                  "trades-fgsm": 4894.4, "trades-pgd": 1009.4, "cl-fgsm": 5414.4,
+                  "cl-pgd": 978.9},
+        # attacks.txt there: batch 1,024 in 0.007 s (FGSM), 0.122 s (PGD-20), 3.333 s (DeepFool)
+        "attack": {"fgsm": 146286.0, "pgd": 8393.4, "deepfool": 307.2},
+    },
+    "cpu": {
+        "source": "one core of a shared 2-core cloud VM, fp32, torch 2.14: "
+                  "benchmarks/train.py --n 256 --batch 128 --threads 1 (at-pgd from a rerun "
+                  "alone) and benchmarks/attacks.py --batch 128 --threads 1 (28x28), 2026-11-27",
+        "train": {"standard": 510.9, "at-fgsm": 323.0, "at-pgd": 38.0, "trades-fgsm": 152.3,
+                  "trades-pgd": 33.5, "cl-fgsm": 108.3, "cl-pgd": 25.5},
+        "attack": {"fgsm": 614.0, "pgd": 30.9, "deepfool": 33.4},
+    },
+}
+FALLBACK_GPU = "H100"  # a card without figures of its own is priced as this one, and says so
+
+
+def device_kind(device: str | torch.device | None = None) -> tuple[str, str]:
+    """(key of MEASURED, the device's own name) for ``device`` ("auto"/None: what torch
+    sees, as ``training.device`` does)."""
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type != "cuda":
+        return "cpu", "cpu"
+    name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "a CUDA GPU"
+    return next((kind for kind in MEASURED if kind in name), FALLBACK_GPU), name
