@@ -58,11 +58,22 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
                                  generator)[1].float().cpu())
     logits = torch.cat(logits)
     result = {
-        "run": run.as_dict(), "attack": attack,
+        "attack": attack,
         **topk_accuracy(logits, test.labels.cpu(), settings.training.batch_size_for(run.dataset),
                         settings.protocol.topk_average),
-        "n": len(test), "data_source": splits.source,
-        "attack_parameters": attack_parameters(attack, settings.protocol),
+        "n": len(test), "attack_parameters": attack_parameters(attack, settings.protocol),
+        **made_by(run, saved, checkpoint, splits.source, started, device),
+    }
+    if out_json is not None:
+        io.write_json(out_json, result)
+    return result
+
+
+def made_by(run: RunSpec, saved: dict, checkpoint, source: str, started: float, device) -> dict:
+    """What every evaluation JSON records about how it was made (run, data, checkpoint,
+    training, time, versions)."""
+    return {
+        "run": run.as_dict(), "data_source": source,
         "protocol": saved["protocol"], "checkpoint": str(checkpoint),
         "training": {"epochs": saved["epochs"], "best_val_loss": saved["best_val_loss"],
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
@@ -70,6 +81,3 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
         "wall_seconds": round(time.perf_counter() - started, 3),
         "provenance": io.provenance(device),
     }
-    if out_json is not None:
-        io.write_json(out_json, result)
-    return result

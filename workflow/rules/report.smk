@@ -75,7 +75,9 @@ localrules:
 
 rule comparison:
     input:
-        [RESULTS + f"/table{n}.csv" for n in ACCURACY_TABLES],
+        tables=[RESULTS + f"/table{n}.csv" for n in ACCURACY_TABLES],
+        table_a=os.path.join(RESULTS, "tableA.csv"),
+        checks=os.path.join(RESULTS, "checks.csv"),
     output:
         md=RESULTS + "/comparison.md",
         csv=report(RESULTS + "/comparison.csv", caption="../report/comparison.rst",
