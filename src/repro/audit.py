@@ -48,7 +48,8 @@ def threat_model(model, protocol: Protocol) -> dict:
             "box": [low, high], "text": f"L∞ ε = {protocol.epsilon:.4g} on {space}, {box}"}
 
 
-def _autoattack_result(settings, run, model, test) -> dict:
+def audit_autoattack(settings: Settings, run: RunSpec, model, test: data.Split) -> dict:
+    """Clean, FGSM, PGD and AutoAttack top-1 on ``test``, and the per-image disagreements."""
     protocol, audit = settings.protocol, settings.audit
     budget = Budget.from_config(audit.autoattack)
     columns = {name: [] for name in ("clean", "fgsm", "pgd", "autoattack", "fooled_by")}
@@ -77,7 +78,8 @@ def _autoattack_result(settings, run, model, test) -> dict:
     }
 
 
-def _epsilon_result(settings, run, model, test) -> dict:
+def audit_epsilon(settings: Settings, run: RunSpec, model, test: data.Split) -> dict:
+    """The table's PGD (same steps and step-to-ε ratio) at every ε of ``audit.epsilons``."""
     protocol, audit = settings.protocol, settings.audit
     ratio = protocol.pgd.step_size / protocol.epsilon
     top1 = []
@@ -111,7 +113,7 @@ def evaluate_audit(settings: Settings, run: RunSpec, checkpoint: str | Path, kin
     model, saved = load_checkpoint(settings, run, checkpoint, device)
     splits = data.load(settings, run.dataset)
     test = splits.test.head(settings.audit.n_images).to(device)
-    compute = _autoattack_result if kind == "autoattack" else _epsilon_result
+    compute = audit_autoattack if kind == "autoattack" else audit_epsilon
     result = {"attack": kind, **compute(settings, run, model, test), "n": len(test),
               "images": f"the first {len(test)} test images", "chunk_size":
               settings.audit.chunk_size,

@@ -217,7 +217,9 @@ def autoattack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps
     The same batch, budget and seed give the same result whatever other threads do; a
     different batch composition gives other random draws, so callers fix the batches.
     """
-    boxed = UnitBox(model, *input_box(model, epsilon, clip))
+    # In eval mode from the start: torchattacks restores the mode it found after each call,
+    # and a fresh module is in training mode (batch statistics, running stats overwritten).
+    boxed = UnitBox(model, *input_box(model, epsilon, clip)).eval()
     unit = boxed.to_unit(inputs.detach())
     eps = epsilon / boxed.span
     adversarial = unit.clone()
