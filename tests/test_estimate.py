@@ -8,7 +8,8 @@ from repro.grid import all_runs
 
 def test_full_config_counts_every_job_once():
     result = estimate(load_config("config.yaml"), {"*": 100.0}, epochs=10)
-    assert (result["training_jobs"], result["evaluation_jobs"]) == (72, 288)
+    assert (result["training_jobs"], result["evaluation_jobs"]) == (72, 288 + 2 * 42)
+    assert result["eval_jobs"]["autoattack"] == result["eval_jobs"]["epsilon"] == 42
     assert result["runs"][("cifar10", "cl-fgsm")] == 33  # 11 distinct (layer, beta) x 3 seeds
 
 
@@ -50,3 +51,16 @@ def test_flop_floor_prices_every_run_kind_and_scales_with_the_peak():
 def test_estimate_needs_a_throughput_or_a_peak(capsys):
     with pytest.raises(SystemExit, match="--peak-tflops"):
         main(["estimate", "--configfile", "config/smoke.yaml"])
+
+
+def test_autoattack_is_priced_by_its_budget_and_the_robust_share():
+    config = load_config("config.yaml")
+    base = estimate(config, {"*": 100.0}, epochs=10)
+    hours = base["eval_hours"]
+    # the original budget on 1,000 images outweighs PGD-20 on 10,000
+    assert hours["autoattack"] > 5 * hours["pgd"]
+    robust = estimate(config, {"*": 100.0}, epochs=10, robust_fraction=1.0)["eval_hours"]
+    assert robust["autoattack"] > hours["autoattack"] and robust["pgd"] == hours["pgd"]
+    config["audit"]["autoattack"]["square"]["queries"] = 50
+    cheaper = estimate(config, {"*": 100.0}, epochs=10)["eval_hours"]
+    assert cheaper["autoattack"] < hours["autoattack"]

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="epochs per run before early stopping (default 20)")
     estimate.add_argument("--deepfool-steps", type=float, default=3,
                           help="DeepFool steps typically taken per sample (default 3)")
+    estimate.add_argument("--robust-fraction", type=float, default=0.5,
+                          help="share of the audit's images that survive APGD-CE, so that "
+                               "APGD-T, FAB-T and Square attack them (default 0.5)")
     return parser
 
 
@@ -116,9 +119,11 @@ def main(argv=None) -> int:
             raise SystemExit("repro estimate: give --images-per-second (measured by "
                              "benchmarks/train.py), --peak-tflops, or both")
         measured = args.images_per_second and estimate(
-            config, parse_rates(args.images_per_second), args.epochs, args.deepfool_steps)
+            config, parse_rates(args.images_per_second), args.epochs, args.deepfool_steps,
+            args.robust_fraction)
         floor = args.peak_tflops and estimate(
-            config, floor_rates(config, args.peak_tflops), args.epochs, args.deepfool_steps)
+            config, floor_rates(config, args.peak_tflops), args.epochs, args.deepfool_steps,
+            args.robust_fraction)
         print(format_estimate(measured, floor) if measured else format_estimate(floor))
     else:
         from .data import prepare
