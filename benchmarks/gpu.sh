@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu.sh                    # all stages: attacks train-fp32 train-bf16
 #   bash benchmarks/gpu.sh train-bf16         # or some of them
+#   bash benchmarks/gpu.sh autoattack         # AutoAttack per 1,000 images (AA_N, default 1000)
 #
 # Each stage's output goes to $OUT (default benchmarks/out) as <stage>.txt, and the
 # training stages are followed by `repro estimate` with the rates (and the card's peak) they
@@ -46,6 +47,10 @@ for stage in "${stages[@]}"; do
                      --batch "${ATTACK_BATCH:-1024}" | tee "$out/attacks.txt" ;;
         train-fp32) train fp32 ;;
         train-bf16) train bf16 ;;
-        *) echo "unknown stage $stage (attacks, train-fp32, train-bf16)" >&2; exit 2 ;;
+        # not in the default stages: at full budget it takes minutes even on a GPU
+        autoattack) python3 benchmarks/autoattack.py --device "$device" --n "${AA_N:-1000}" \
+                        | tee "$out/autoattack.txt" ;;
+        *) echo "unknown stage $stage (attacks, train-fp32, train-bf16, autoattack)" >&2
+           exit 2 ;;
     esac
 done

@@ -202,5 +202,5 @@ def test_masking_checks_flag_zeroed_gradients(small):
 
 
 def test_budgets_default_to_the_original_autoattack():
+    assert ORIGINAL_BUDGET == Budget(100, 100, 9, 100, 9, 5000)
     assert ORIGINAL_BUDGET.is_original and not SMALL.is_original
-    assert ORIGINAL_BUDGET.gradient_steps() == 100 + 9 * 100 + 9 * 100

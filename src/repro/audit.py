@@ -43,7 +43,8 @@ def threat_model(model, protocol: Protocol) -> dict:
     low, high = input_box(model, protocol.epsilon, protocol.clip)
     space = "[0, 1] pixels" if protocol.clip else "normalized tensors"
     box = ("clipped to [0, 1]" if protocol.clip
-           else f"no box (the range [{low:.3f}, {high:.3f}] holds every ε-ball, so it never binds)")
+           else f"no box (the range [{low:.3f}, {high:.3f}] holds every ε-ball: it never "
+                f"binds)")
     return {"norm": "Linf", "epsilon": protocol.epsilon, "space": protocol.attack_space,
             "box": [low, high], "text": f"L∞ ε = {protocol.epsilon:.4g} on {space}, {box}"}
 

@@ -54,10 +54,11 @@ def caption(tables: list[Table], evals: list[dict]) -> str:
     threat = _one({ev["threat_model"]["text"] for ev in evals}, "threat model")
     n = _one({ev["n"] for ev in evals}, "image count")
     seeds = ", ".join(map(str, tables[0].seeds))
-    return (f"Table A: top-1 accuracy (%) of the models of Tables {' and '.join(map(str, AUDIT_TABLES))} "
+    tables_words = " and ".join(map(str, AUDIT_TABLES))
+    return (f"Table A: top-1 accuracy (%) of the models of Tables {tables_words}: "
             f"clean, under the table's PGD-{steps} (step {pgd['step_size']:.4g}, "
-            f"{'random' if pgd['random_start'] else 'no random'} start) and under AutoAttack (APGD-CE, "
-            f"APGD-T, FAB-T, Square from torchattacks; a point counts as robust only if every "
+            f"{'random' if pgd['random_start'] else 'no random'} start) and under AutoAttack "
+            f"(APGD-CE, APGD-T, FAB-T, Square from torchattacks; a point counts as robust only if every "
             f"component fails), on the same first {n} test images of each dataset. PGD − "
             f"AutoAttack: the robustness the PGD column overstates. Threat model, as the PGD "
             f"column's: {threat}. Budgets: "

@@ -55,11 +55,6 @@ class Budget:
         original = ORIGINAL_BUDGET
         return all(getattr(self, f) >= getattr(original, f) for f in vars(original))
 
-    def gradient_steps(self) -> int:
-        """Input-gradient steps per image if it survives every gradient-based component."""
-        return (self.apgd_ce_steps + self.apgd_t_steps * self.apgd_t_targets
-                + self.fab_t_steps * self.fab_t_targets)
-
 
 ORIGINAL_BUDGET = Budget()
 

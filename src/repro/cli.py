@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from .config import ATTACKS, DATASETS, DEFENSES, LAYERS, RunSpec, Settings, load_config
+from .grid import AUDITS
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
@@ -66,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="accuracy of a checkpoint under an attack")
     _common(evaluate)
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint written by train")
-    evaluate.add_argument("--attack", required=True, choices=ATTACKS)
+    evaluate.add_argument("--attack", required=True, choices=ATTACKS + AUDITS,
+                          help="an attack of the paper's tables, or an audit evaluation "
+                               "(autoattack: Table A's numbers; epsilon: the ε curve)")
     evaluate.add_argument("--out", default=None, help="JSON path (default: print only)")
 
     download = commands.add_parser("download", help="fetch a dataset into data.root")
@@ -106,6 +109,13 @@ def main(argv=None) -> int:
         last = result["metrics"][-1]
         print(f"{args.out}: {result['epochs']} epochs, best val loss "
               f"{result['best_val_loss']:.4f}, last val acc {last['val_acc']:.2f}%")
+    elif args.command == "evaluate" and args.attack in AUDITS:
+        from .audit import evaluate_audit
+
+        result = evaluate_audit(settings, _run(args), args.checkpoint, args.attack, args.out,
+                                args.device)
+        print(json.dumps({k: v for k, v in result.items() if k.endswith("top1")
+                          or k in ("attack", "n", "top1_by_epsilon", "fooled_first_by")}))
     elif args.command == "evaluate":
         from .evaluate import evaluate_run
 

@@ -167,8 +167,9 @@ def audit_claims_grid(numbers: Numbers) -> tuple[list, list]:
         verdicts = []
         for attack in AUDIT_ATTACKS:
             claim = Claim(statement, where, _beats(table, winners, losers, attack))
-            shown = "; ".join(f"{label.removeprefix('ResNet+')} {numbers.at(table, label, attack):.2f}"
-                              for label in winners + losers if _has(numbers, table, label, attack))
+            shown = "; ".join(
+                f"{label.removeprefix('ResNet+')} {numbers.at(table, label, attack):.2f}"
+                for label in winners + losers if _has(numbers, table, label, attack))
             verdicts.append(f"{evaluate_claim(claim, numbers)} ({shown})")
         rows.append([statement, where] + verdicts)
     return header, rows

@@ -8,12 +8,20 @@ rule audit_evaluate:
         checkpoint=os.path.join(RUN_DIR, "model.pt"),
     output:
         os.path.join(RUN_DIR, "eval", "{audit}.json"),
-    wildcard_constraints:
-        audit="|".join(grid.AUDITS),
     log:
         os.path.join(LOGS, "audit", "{dataset}", "{run}", "seed{seed}", "{audit}.log"),
     benchmark:
-        os.path.join(LOGS, "benchmarks", "audit", "{dataset}", "{run}", "seed{seed}", "{audit}.tsv")
+        os.path.join(
+            LOGS,
+            "benchmarks",
+            "audit",
+            "{dataset}",
+            "{run}",
+            "seed{seed}",
+            "{audit}.tsv",
+        )
+    wildcard_constraints:
+        audit="|".join(grid.AUDITS),
     threads: config["resources"]["audit"]["threads"]
     resources:
         **job_resources("audit"),
@@ -32,8 +40,12 @@ rule audit_table:
         grid.audit_inputs(config, "autoattack"),
     output:
         md=os.path.join(RESULTS, "tableA.md"),
-        csv=report(os.path.join(RESULTS, "tableA.csv"), caption="../report/tableA.rst",
-                   category="Audit beyond the paper", labels={"file": "Table A"}),
+        csv=report(
+            os.path.join(RESULTS, "tableA.csv"),
+            caption="../report/tableA.rst",
+            category="Audit beyond the paper",
+            labels={"file": "Table A"},
+        ),
         tex=os.path.join(RESULTS, "tableA.tex"),
     log:
         os.path.join(LOGS, "report", "tableA.log"),
@@ -45,8 +57,12 @@ rule epsilon_plot:
     input:
         grid.audit_inputs(config, "epsilon"),
     output:
-        png=report(os.path.join(RESULTS, "plots", "epsilon.png"), caption="../report/epsilon.rst",
-                   category="Audit beyond the paper", labels={"file": "ε curve"}),
+        png=report(
+            os.path.join(RESULTS, "plots", "epsilon.png"),
+            caption="../report/epsilon.rst",
+            category="Audit beyond the paper",
+            labels={"file": "ε curve"},
+        ),
         pdf=os.path.join(RESULTS, "plots", "epsilon.pdf"),
     log:
         os.path.join(LOGS, "report", "plot-epsilon.log"),
@@ -60,12 +76,16 @@ rule masking_checks:
         epsilon=grid.audit_inputs(config, "epsilon"),
     output:
         md=os.path.join(RESULTS, "checks.md"),
-        csv=report(os.path.join(RESULTS, "checks.csv"), caption="../report/checks.rst",
-                   category="Audit beyond the paper", labels={"file": "masking checks"}),
+        csv=report(
+            os.path.join(RESULTS, "checks.csv"),
+            caption="../report/checks.rst",
+            category="Audit beyond the paper",
+            labels={"file": "masking checks"},
+        ),
+    log:
+        os.path.join(LOGS, "report", "checks.log"),
     params:
         tolerance=config["audit"]["tolerance"],
         near_zero=config["audit"]["near_zero"],
-    log:
-        os.path.join(LOGS, "report", "checks.log"),
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
