@@ -109,13 +109,15 @@ def plot_epsilon(tables: list[Table], curves: list[dict], outputs: list[str | Pa
             means = [cells[(row.label, c)][0] for c in columns]
             stds = [cells[(row.label, c)][1] for c in columns]
             ax.errorbar(ks, means, yerr=stds, marker="o", markersize=3, capsize=2,
-                        label=row.label.replace("ResNet+", "") if "+" in row.label else "none")
+                        label=row.label.replace("ResNet+", "") if "+" in row.label
+                        else "standard training")
         mine = [ev for ev in curves if ev["run"]["dataset"] == table.dataset]
         epsilon = _one({ev["table_epsilon"] for ev in mine}, "table ε")
         space = _one({"pixels" if ev["clip"] else "normalized units" for ev in mine}, "space")
         ax.axvline(epsilon * 255, color="grey", linestyle="--", linewidth=1,
                    label=f"tables' ε = {epsilon:.4g}")
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(-0.2, 1.2 * ks[-1])
         ax.set_xticks(ks, [f"{k:g}" for k in ks])
         ax.set_xlabel(f"ε × 255 ({space})")
         ax.set_ylabel("PGD top-1 accuracy (%)")
