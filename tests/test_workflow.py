@@ -114,6 +114,8 @@ def test_adding_a_beta_adds_exactly_its_runs(tmp_path, paper_config):
     ({"protocol": {"epsilon": 8}}, "protocol.epsilon", "maximum of 1"),
     ({"grid": {"beta_ablation": {"betas": []}}}, "grid.beta_ablation.betas", "[]"),
     ({"report": {"protocols": {"Paper!": "results"}}}, "report.protocols", "'Paper!'"),
+    ({"audit": {"autoattack": {"apgd_t": {"steps": 100, "targets": 12}}}},
+     "audit.autoattack.apgd_t.targets", "maximum of 9"),
 ])
 def test_bad_config_fails_at_startup_naming_it(tmp_path, overrides, key, token):
     proc = snakemake("--dry-run", "--configfile", str(write_config(tmp_path, overrides)),

@@ -25,6 +25,10 @@ rule audit_evaluate:
     threads: config["resources"]["audit"]["threads"]
     resources:
         **job_resources("audit"),
+    params:
+        # a changed budget, image count, ε grid or protocol reruns the audit (params trigger)
+        audit=config["audit"],
+        protocol=config["protocol"],
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
 
