@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu.sh                    # all stages, in this order:
 #        attacks train-fp32 concurrent train-eager train-bf16 estimate
 #   bash benchmarks/gpu.sh concurrent         # or some of them
+#   bash benchmarks/gpu.sh autoattack         # AutoAttack per 1,000 images (AA_N, default 1000)
 #
 # Each stage writes $OUT/<stage>.txt (default OUT=benchmarks/out):
 #   attacks      FGSM, PGD-20, DeepFool at ATTACK_BATCH (1024) vs torchattacks/foolbox, their
@@ -90,8 +91,11 @@ stage() {
         train-bf16) train train-bf16 --defenses standard at-pgd --bound-batch -1 \
                         --set training.precision=bf16 ;;
         estimate) estimate | tee "$out/estimate.txt" ;;
+        # not in the default stages: at full budget it takes minutes even on a GPU
+        autoattack) python3 benchmarks/autoattack.py --device "$device" --n "${AA_N:-1000}" \
+                        | tee "$out/autoattack.txt" ;;
         *) echo "unknown stage $1 (attacks train-fp32 concurrent train-eager train-bf16" \
-                "estimate)" >&2; return 2 ;;
+                "estimate autoattack)" >&2; return 2 ;;
     esac
 }
 

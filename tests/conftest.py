@@ -44,6 +44,8 @@ BAD_CONFIGS = [
     ({"protocol": {"epsilon": -0.5}}, "protocol.epsilon", "minimum of 0"),
     ({"grid": {"beta_ablation": {"betas": []}}}, "grid.beta_ablation.betas", "[]"),
     ({"report": {"protocols": {"Paper!": "results"}}}, "report.protocols", "'Paper!'"),
+    ({"audit": {"autoattack": {"apgd_t": {"steps": 100, "targets": 12}}}},
+     "audit.autoattack.apgd_t.targets", "maximum of 9"),
 ]
 
 

@@ -11,7 +11,8 @@ from repro.measured import MEASURED, device_kind
 
 def test_full_config_counts_every_job_once():
     result = estimate(load_config("config.yaml"), {"*": 100.0}, epochs=10)
-    assert (result["training_jobs"], result["evaluation_jobs"]) == (72, 288)
+    assert (result["training_jobs"], result["evaluation_jobs"]) == (72, 288 + 2 * 42)
+    assert result["eval_jobs"]["autoattack"] == result["eval_jobs"]["epsilon"] == 42
     assert result["runs"][("cifar10", "cl-fgsm")] == 33  # 11 distinct (layer, beta) x 3 seeds
 
 
@@ -78,7 +79,8 @@ def test_pending_only_leaves_out_outputs_already_made(tmp_path):
         path.touch()
     everything = estimate(config, {"*": 100.0}, pending_only=False)
     pending = estimate(config, {"*": 100.0}, pending_only=True)
-    assert (pending["training_jobs"], pending["evaluation_jobs"]) == (71, 287)
+    assert pending["training_jobs"] == everything["training_jobs"] - 1 == 71
+    assert pending["evaluation_jobs"] == everything["evaluation_jobs"] - 1
     assert pending["eval_jobs"]["pgd"] == everything["eval_jobs"]["pgd"] - 1
     assert pending["total_hours"] < everything["total_hours"]
 
@@ -95,7 +97,7 @@ def test_cost_notice_above_a_day_says_so_and_names_the_cheaper_ways(monkeypatch)
     notice = _notice(monkeypatch)
     hours = estimate(load_config("config.yaml"), MEASURED["cpu"]["train"],
                      attack_rates=MEASURED["cpu"]["attack"])["total_hours"]
-    assert "72 training and 288 evaluation jobs" in notice
+    assert "72 training and 372 evaluation jobs" in notice  # 288 + 84 audit evaluations
     assert f"at best {estimate_module._hours(hours / 4)} hours on its 4 cores" in notice
     assert "more than a day" in notice and "Nothing is stopped" in notice
     for way in ("--configfile config/smoke.yaml", "GPU-hours on an H100",
@@ -118,3 +120,16 @@ def test_device_kind_names_the_card_or_falls_back(monkeypatch):
     assert device_kind("cuda:0") == ("H100", "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA A40")
     assert device_kind("auto") == ("H100", "NVIDIA A40")
+
+
+def test_autoattack_is_priced_by_its_budget_and_the_robust_share():
+    config = load_config("config.yaml")
+    base = estimate(config, {"*": 100.0}, epochs=10)
+    hours = base["eval_hours"]
+    # the original budget on 1,000 images outweighs PGD-20 on 10,000
+    assert hours["autoattack"] > 5 * hours["pgd"]
+    robust = estimate(config, {"*": 100.0}, epochs=10, robust_fraction=1.0)["eval_hours"]
+    assert robust["autoattack"] > hours["autoattack"] and robust["pgd"] == hours["pgd"]
+    config["audit"]["autoattack"]["square"]["queries"] = 50
+    cheaper = estimate(config, {"*": 100.0}, epochs=10)["eval_hours"]
+    assert cheaper["autoattack"] < hours["autoattack"]

@@ -69,6 +69,6 @@ def test_paths_are_the_library_contract(paper_config):
     assert str(grid.data_marker(paper_config, "mnist")) == "data/mnist-torchvision.ready.json"
     assert len(grid.table_inputs(paper_config, 4)) == 72
     targets = grid.targets(paper_config)
-    # tables, plots, comparison, ledger, provenance
-    assert len(targets) == 9 * 3 + 2 * 2 + 2 * 2 + 1
+    # tables, plots, comparison, ledger, provenance; the audit: Table A, ε curve, checks
+    assert len(targets) == 9 * 3 + 2 * 2 + 2 * 2 + 1 + 3 + 2 + 2
     assert {"results/comparison.csv", "results/ledger.md"} <= set(targets)

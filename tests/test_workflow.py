@@ -275,6 +275,11 @@ def test_smoke_comparison_has_every_paper_cell(smoke):
     verdicts = re.findall(r"^\| .+ \| §5\.\d, Table \d \| holds \| (holds|fails|n/a) \|$",
                           text, re.M)
     assert len(verdicts) == 8 and "n/a" not in verdicts  # every claim evaluated on our numbers
+    # the audit: each robustness claim under PGD and AutoAttack, and the checks' summary
+    audit = re.findall(r"^\| .+ \| §5\.5, Table \d \| (holds|fails) \(.+\) \| (holds|fails) \(",
+                       text, re.M)
+    assert len(audit) == 3
+    assert "AutoAttack is at least as strong as PGD" in text
 
 
 @pytest.mark.slow
@@ -292,7 +297,8 @@ def test_smoke_protocols_side_by_side(smoke):
 def test_smoke_report_holds_every_table_plot_comparison_ledger_provenance(smoke):
     text = (smoke / "report.html").read_text()
     shown = ([f"table{n}.csv" for n in grid.TABLE_NUMBERS] + [f"{p}.png" for p in grid.PLOTS]
-             + ["comparison.csv", "ledger.csv", "provenance.csv"])
+             + ["comparison.csv", "ledger.csv", "provenance.csv", "tableA.csv", "epsilon.png",
+                "checks.csv"])
     assert [name for name in shown if name not in text] == []
 
 

@@ -11,6 +11,7 @@ import yaml
 from .config import (ATTACKS, DATASETS, DEFENSES, LAYERS, RunSpec, Settings, load_config,
                      validate_config)
 from .errors import UserError
+from .grid import AUDITS
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
@@ -90,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="accuracy of a checkpoint under an attack")
     _common(evaluate)
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint written by train")
-    evaluate.add_argument("--attack", required=True, choices=ATTACKS)
+    evaluate.add_argument("--attack", required=True, choices=ATTACKS + AUDITS,
+                          help="an attack of the paper's tables, or an audit evaluation "
+                               "(autoattack: Table A's numbers; epsilon: the ε curve)")
     evaluate.add_argument("--out", default=None, help="JSON path (default: print only)")
 
     download = commands.add_parser("download", help="fetch a dataset into data.root")
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="epochs per run before early stopping (default 20)")
     estimate.add_argument("--deepfool-steps", type=float, default=3,
                           help="DeepFool steps typically taken per sample (default 3)")
+    estimate.add_argument("--robust-fraction", type=float, default=0.5,
+                          help="share of the audit's images that survive APGD-CE, so that "
+                               "APGD-T, FAB-T and Square attack them (default 0.5)")
     return parser
 
 
@@ -140,6 +146,13 @@ def _main(args) -> int:
         last = result["metrics"][-1]
         print(f"{args.out}: {result['epochs']} epochs, best val loss "
               f"{result['best_val_loss']:.4f}, last val acc {last['val_acc']:.2f}%")
+    elif args.command == "evaluate" and args.attack in AUDITS:
+        from .audit import evaluate_audit
+
+        result = evaluate_audit(settings, _run(args), args.checkpoint, args.attack, args.out,
+                                args.device)
+        print(json.dumps({k: v for k, v in result.items() if k.endswith("top1")
+                          or k in ("attack", "n", "top1_by_epsilon", "fooled_first_by")}))
     elif args.command == "evaluate":
         from .evaluate import evaluate_run
 
@@ -163,9 +176,10 @@ def _main(args) -> int:
             config, parse_rates(args.images_per_second) if args.images_per_second
             else entry["train"], args.epochs, args.deepfool_steps,
             parse_rates(args.attack_images_per_second) if args.attack_images_per_second
-            else entry["attack"])
+            else entry["attack"], robust_fraction=args.robust_fraction)
         floor = args.peak_tflops and estimate(
-            config, floor_rates(config, args.peak_tflops), args.epochs, args.deepfool_steps)
+            config, floor_rates(config, args.peak_tflops), args.epochs, args.deepfool_steps,
+            robust_fraction=args.robust_fraction)
         print(format_estimate(measured, floor or None))
     else:
         from .data import prepare

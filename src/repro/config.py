@@ -205,6 +205,33 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Evaluation beyond the paper (``audit:``): AutoAttack, the ε curve, the masking checks.
+
+    ``autoattack`` holds each component's budget as in the config (see
+    :class:`repro.autoattack.Budget`); ``chunk_size`` is fixed here, not taken from
+    ``evaluation.chunk_size``, because AutoAttack's random draws depend on its batches.
+    """
+    n_images: int = 1000
+    chunk_size: int = 500
+    autoattack: dict = field(default_factory=lambda: {
+        "apgd_ce": {"steps": 100}, "apgd_t": {"steps": 100, "targets": 9},
+        "fab_t": {"steps": 100, "targets": 9}, "square": {"queries": 5000}})
+    epsilons: tuple = (0, 1, 2, 4, 8, 16, 64)  # ε = k/255 in the attack space
+    tolerance: float = 1.0
+    near_zero: float = 10.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "epsilons", tuple(self.epsilons))
+        if list(self.epsilons) != sorted(set(self.epsilons)):
+            raise ValueError(f"audit.epsilons: {list(self.epsilons)} must be distinct and "
+                             f"ascending")
+
+    def curve_epsilons(self) -> list[float]:
+        return [k / 255 for k in self.epsilons]
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the library needs from a config, parsed once."""
     data: DataConfig
@@ -212,6 +239,7 @@ class Settings:
     training: TrainingConfig
     pretrained: str = "imagenet"
     attack_chunk_size: int = 1024
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     @classmethod
     def from_config(cls, config: dict) -> "Settings":
@@ -222,6 +250,7 @@ class Settings:
             training=_build(TrainingConfig, config.get("training")),
             pretrained=str(config.get("model", {}).get("pretrained", "imagenet")),
             attack_chunk_size=int(config.get("evaluation", {}).get("chunk_size", 1024)),
+            audit=_build(AuditConfig, config.get("audit")),
         )
 
     @classmethod

@@ -18,6 +18,14 @@ backward pass with weight gradients, about three forward passes), with these cou
 - a DeepFool step is a forward and one input backward per class: (1 + K)/3, times the steps
   it typically takes before the prediction flips (``deepfool_steps``; 2-4 on real models).
 
+The audit (Table A, the ε curve) evaluates each main-table run on ``audit.n_images`` images:
+
+- ``autoattack``: clean, FGSM and PGD as above, then APGD-CE on every image and APGD-T, FAB-T
+  (a step: forward, input backward and one more forward) and Square (a query: a forward) on
+  the images that survive what came before; ``robust_fraction`` is that share, an assumption
+  like the epoch count (Square's 5,000 queries make robust models the expensive ones);
+- ``epsilon``: PGD at every non-zero ε of the curve, a forward at ε = 0.
+
 Early stopping makes the epoch count unknowable in advance: it is an assumption you pass.
 """
 from __future__ import annotations
@@ -27,6 +35,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import grid
+from .autoattack import Budget
 from .config import NUM_CLASSES, RunSpec, Settings
 from .measured import FALLBACK_GPU, MEASURED, device_kind
 
@@ -63,9 +72,22 @@ def attack_cost(attack: str, settings: Settings, deepfool_steps: float) -> float
     return taken * (1 + NUM_CLASSES) * FORWARD + FORWARD
 
 
+def audit_cost(kind: str, settings: Settings, robust_fraction: float) -> float:
+    """Cost of one image of an audit evaluation, in standard-training images."""
+    protocol, audit = settings.protocol, settings.audit
+    if kind == "epsilon":
+        return sum(protocol.pgd.steps + FORWARD if k else FORWARD for k in audit.epsilons)
+    budget = Budget.from_config(audit.autoattack)
+    later = (budget.apgd_t_steps * budget.apgd_t_targets
+             + budget.fab_t_steps * budget.fab_t_targets * (1 + FORWARD)
+             + budget.square_queries * FORWARD)
+    table_attacks = (FORWARD + (1 + FORWARD) + (protocol.pgd.steps + FORWARD))
+    return table_attacks + budget.apgd_ce_steps + robust_fraction * later
+
+
 def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20,
              deepfool_steps: float = 3, attack_rates: dict[str, float] | None = None,
-             pending_only: bool = False) -> dict:
+             pending_only: bool = False, robust_fraction: float = 0.5) -> dict:
     """Jobs and GPU-hours, per training run kind and per attack, for ``config``.
 
     ``images_per_second`` maps defenses to training throughput; a ``"*"`` entry applies to
@@ -86,11 +108,12 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
         raise ValueError(f"no --images-per-second for {defense}; give {defense}=N or one "
                          f"number for every defense")
 
-    train_hours, eval_hours, jobs = Counter(), Counter(), Counter()
+    audited = set(grid.audit_runs(config))
+    train_hours, eval_hours, jobs, eval_jobs = Counter(), Counter(), Counter(), Counter()
+
     def done(path: Path) -> bool:
         return pending_only and path.exists()
 
-    evaluations = Counter()
     for run in runs:
         sizes = split_sizes(settings, run.dataset)
         standard = rate(run.dataset, "standard")
@@ -103,15 +126,21 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
         for attack in attacks:
             if done(grid.eval_path(config.get("results", ""), run, attack)):
                 continue
-            evaluations[attack] += 1
+            eval_jobs[attack] += 1
             per_image = (1 / attack_rates[attack] if attack in attack_rates
                          else attack_cost(attack, settings, deepfool_steps) / standard)
             eval_hours[attack] += sizes["test"] * per_image / 3600
+        for kind in grid.AUDITS if run in audited else ():
+            if done(grid.eval_path(config.get("results", ""), run, kind)):
+                continue
+            eval_jobs[kind] += 1
+            eval_hours[kind] += (min(settings.audit.n_images, sizes["test"])
+                                 * audit_cost(kind, settings, robust_fraction) / standard / 3600)
     training = sum(train_hours.values())
-    return {"training_jobs": sum(jobs.values()), "evaluation_jobs": sum(evaluations.values()),
-            "epochs": epochs, "runs": dict(jobs), "train_hours": dict(train_hours),
-            "training_hours": training,
-            "eval_hours": dict(eval_hours), "eval_jobs": dict(evaluations),
+    return {"training_jobs": sum(jobs.values()), "evaluation_jobs": sum(eval_jobs.values()),
+            "epochs": epochs, "robust_fraction": robust_fraction, "runs": dict(jobs),
+            "train_hours": dict(train_hours), "training_hours": training,
+            "eval_hours": dict(eval_hours), "eval_jobs": dict(eval_jobs),
             "total_hours": training + sum(eval_hours.values())}
 
 
@@ -161,7 +190,9 @@ def format_estimate(result: dict, floor: dict | None = None) -> str:
     if floor is not None:
         header += f"{'floor-h':>9}{'vs floor':>9}"
     lines = [f"{result['training_jobs']} training jobs ({result['epochs']} epochs assumed), "
-             f"{result['evaluation_jobs']} evaluation jobs", "", header]
+             f"{result['evaluation_jobs']} evaluation jobs (AutoAttack: "
+             f"{100 * result['robust_fraction']:g}% of images assumed to survive to APGD-T, "
+             f"FAB-T and Square)", "", header]
     for (dataset, defense), count in result["runs"].items():
         lines.append(row(f"{dataset:<9}{defense}", count, "train_hours", (dataset, defense)))
     lines.append(row("training", "", "training_hours"))

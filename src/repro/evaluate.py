@@ -82,11 +82,24 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
                       .float().cpu())
     logits = torch.cat(logits)
     result = {
-        "run": run.as_dict(), "attack": attack,
+        "attack": attack,
         **topk_accuracy(logits, test.labels.cpu(), settings.training.batch_size_for(run.dataset),
                         settings.protocol.topk_average),
-        "n": len(test), "data_source": splits.source,
-        "attack_parameters": attack_parameters(attack, settings.protocol),
+        "n": len(test), "attack_parameters": attack_parameters(attack, settings.protocol),
+        "cuda_graphs": graphs_record(settings.training.cuda_graphs, chunk),
+        **made_by(settings, run, saved, checkpoint, splits.source, started, device),
+    }
+    if out_json is not None:
+        io.write_json(out_json, result)
+    return result
+
+
+def made_by(settings: Settings, run: RunSpec, saved: dict, checkpoint, source: str,
+            started: float, device) -> dict:
+    """What every evaluation JSON records about how it was made (run, data, protocol,
+    checkpoint, training, time, versions)."""
+    return {
+        "run": run.as_dict(), "data_source": source,
         # the whole protocol: the checkpoint's record holds only what its defense's training
         # read, and load_checkpoint checked that part against these settings
         "protocol": settings.as_dict()["protocol"], "checkpoint": str(checkpoint),
@@ -94,9 +107,5 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
                      "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"]},
         "wall_seconds": round(time.perf_counter() - started, 3),
-        "cuda_graphs": graphs_record(settings.training.cuda_graphs, chunk),
         "provenance": io.provenance(device),
     }
-    if out_json is not None:
-        io.write_json(out_json, result)
-    return result

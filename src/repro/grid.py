@@ -24,7 +24,8 @@ TABLE_NUMBERS = tuple(range(1, 10))
 PLOTS = {"beta": BETA_TABLE, "layer": LAYER_TABLE}
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "mnist": "MNIST"}
-ATTACK_NAMES = {"clean": "Id", "fgsm": "FGSM", "pgd": "PGD", "deepfool": "Deepfool"}
+ATTACK_NAMES = {"clean": "Id", "fgsm": "FGSM", "pgd": "PGD", "deepfool": "Deepfool",
+                "autoattack": "AutoAttack"}
 METRIC_NAMES = {"top1": "Top1", "top3": "Top3", "top5": "Top5"}
 DEFENSE_LABELS = {"standard": "ResNet", "at-fgsm": "ResNet+AT-FGSM", "at-pgd": "ResNet+AT-PGD",
                   "trades-fgsm": "ResNet+TRADES-FGSM", "trades-pgd": "ResNet+TRADES-PGD",
@@ -200,11 +201,36 @@ def comparison_files(config: dict) -> list[str]:
             for ext in ("md", "csv")] + [f"{config['results']}/provenance.csv"]
 
 
+# ---- the audit beyond the paper (Table A, the ε curve, the masking checks) ----
+
+AUDITS = ("autoattack", "epsilon")  # the audit's evaluations of a run (repro.audit)
+AUDIT_TABLES = (1, 2)  # Table A audits the models of Tables 1 (CIFAR-10) and 2 (MNIST)
+
+
+def audit_runs(config: dict) -> list[RunSpec]:
+    """The main-table runs, every defense of both datasets and every seed, each once."""
+    all_tables = tables(config)
+    return [run for number in AUDIT_TABLES for run in all_tables[number].runs()]
+
+
+def audit_inputs(config: dict, kind: str) -> list[str]:
+    """The ``kind`` audit JSON ("autoattack" or "epsilon") of every main-table run."""
+    return [str(eval_path(config["results"], run, kind)) for run in audit_runs(config)]
+
+
+def audit_files(config: dict) -> list[str]:
+    """Table A in three formats, the ε curve and the masking checks."""
+    results = config["results"]
+    return ([f"{results}/tableA.{ext}" for ext in ("md", "csv", "tex")]
+            + [f"{results}/plots/epsilon.{ext}" for ext in ("png", "pdf")]
+            + [f"{results}/checks.{ext}" for ext in ("md", "csv")])
+
+
 def targets(config: dict) -> list[str]:
     """Everything ``rule all`` builds: every table in three formats, both plots, the
-    comparison with the paper and the ledger."""
+    comparison with the paper and the ledger, and the audit."""
     files = [f for number in TABLE_NUMBERS for f in table_files(config, number)]
-    return files + plot_files(config) + comparison_files(config)
+    return files + plot_files(config) + comparison_files(config) + audit_files(config)
 
 
 def missing_intermediates(config: dict) -> dict[str, list[str]]:

@@ -1,0 +1,95 @@
+# Evaluation beyond the paper (README "The audit"): AutoAttack and the ε curve per main-table
+# run, then Table A, the curve plot and the gradient-masking checks. Never touches Tables 1-9.
+
+
+rule audit_evaluate:
+    input:
+        data=data_marker,
+        checkpoint=os.path.join(RUN_DIR, "model.pt"),
+    output:
+        os.path.join(RUN_DIR, "eval", "{audit}.json"),
+    log:
+        os.path.join(LOGS, "audit", "{dataset}", "{run}", "seed{seed}", "{audit}.log"),
+    benchmark:
+        os.path.join(
+            LOGS,
+            "benchmarks",
+            "audit",
+            "{dataset}",
+            "{run}",
+            "seed{seed}",
+            "{audit}.tsv",
+        )
+    wildcard_constraints:
+        audit="|".join(grid.AUDITS),
+    threads: config["resources"]["audit"]["threads"]
+    resources:
+        **job_resources("audit"),
+    params:
+        # a changed budget, image count, ε grid or protocol reruns the audit (params trigger)
+        audit=config["audit"],
+        protocol=config["protocol"],
+    run:
+        run_job(rule, input, output, params, wildcards, threads, resources, log)
+
+
+localrules:
+    audit_table,
+    epsilon_plot,
+    masking_checks,
+
+
+rule audit_table:
+    input:
+        grid.audit_inputs(config, "autoattack"),
+    output:
+        md=os.path.join(RESULTS, "tableA.md"),
+        csv=report(
+            os.path.join(RESULTS, "tableA.csv"),
+            caption="../report/tableA.rst",
+            category="Audit beyond the paper",
+            labels={"file": "Table A"},
+        ),
+        tex=os.path.join(RESULTS, "tableA.tex"),
+    log:
+        os.path.join(LOGS, "report", "tableA.log"),
+    run:
+        run_job(rule, input, output, params, wildcards, threads, resources, log)
+
+
+rule epsilon_plot:
+    input:
+        grid.audit_inputs(config, "epsilon"),
+    output:
+        png=report(
+            os.path.join(RESULTS, "plots", "epsilon.png"),
+            caption="../report/epsilon.rst",
+            category="Audit beyond the paper",
+            labels={"file": "ε curve"},
+        ),
+        pdf=os.path.join(RESULTS, "plots", "epsilon.pdf"),
+    log:
+        os.path.join(LOGS, "report", "plot-epsilon.log"),
+    run:
+        run_job(rule, input, output, params, wildcards, threads, resources, log)
+
+
+rule masking_checks:
+    input:
+        autoattack=grid.audit_inputs(config, "autoattack"),
+        epsilon=grid.audit_inputs(config, "epsilon"),
+    output:
+        md=os.path.join(RESULTS, "checks.md"),
+        csv=report(
+            os.path.join(RESULTS, "checks.csv"),
+            caption="../report/checks.rst",
+            category="Audit beyond the paper",
+            labels={"file": "masking checks"},
+        ),
+    log:
+        os.path.join(LOGS, "report", "checks.log"),
+    params:
+        tolerance=config["audit"]["tolerance"],
+        near_zero=config["audit"]["near_zero"],
+    run:
+        run_job(rule, input, output, params, wildcards, threads, resources, log)

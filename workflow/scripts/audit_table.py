@@ -1,0 +1,11 @@
+"""Table A: clean, PGD and AutoAttack top-1 of the main-table models (repro.audit_report)."""
+from repro import audit_report, grid, report
+
+from .jobutil import job_log
+
+
+def main(job):
+    with job_log(job):
+        tables = [grid.tables(job.config)[n] for n in grid.AUDIT_TABLES]
+        audit_report.write_table_a(tables, report.load_evals(job.input), job.output.md,
+                                   job.output.csv, job.output.tex)
