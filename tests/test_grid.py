@@ -72,3 +72,17 @@ def test_paths_are_the_library_contract(paper_config):
     # tables, plots, comparison, ledger, provenance; the audit: Table A, ε curve, checks
     assert len(targets) == 9 * 3 + 2 * 2 + 2 * 2 + 1 + 3 + 2 + 2
     assert {"results/comparison.csv", "results/ledger.md"} <= set(targets)
+
+
+def test_missing_intermediates_names_deleted_inputs_of_built_outputs(tmp_path, paper_config):
+    config = {**paper_config, "results": str(tmp_path)}
+    assert grid.missing_intermediates(config) == {}  # nothing built: nothing stale
+    (tmp_path / "tableA.md").write_text("built")
+    run = grid.audit_runs(config)[0]
+    made = grid.eval_path(str(tmp_path), run, "autoattack")
+    made.parent.mkdir(parents=True)
+    made.write_text("{}")
+    missing = grid.missing_intermediates(config)
+    assert str(made) not in missing[str(tmp_path / "tableA.md")]  # present: not named
+    assert len(missing[str(tmp_path / "tableA.md")]) == len(grid.audit_runs(config)) - 1
+    assert missing[str(made)] == [str(grid.checkpoint_path(str(tmp_path), run))]

@@ -247,8 +247,11 @@ def missing_intermediates(config: dict) -> dict[str, list[str]]:
             built[table_files(config, number)[0]] = table_inputs(config, number)
     for name, number in PLOTS.items():
         built[f"{config['results']}/plots/{name}.png"] = table_inputs(config, number)
+    built[f"{config['results']}/tableA.md"] = audit_inputs(config, "autoattack")
+    built[f"{config['results']}/plots/epsilon.png"] = audit_inputs(config, "epsilon")
+    audited = set(audit_runs(config))
     for run in all_runs(config):
-        for attack in attacks(config):
+        for attack in attacks(config) + (AUDITS if run in audited else ()):
             built[str(eval_path(config["results"], run, attack))] = \
                 [str(checkpoint_path(config["results"], run))]
     found = {}
