@@ -2,7 +2,7 @@
 command that rebuilds it (tested end to end in test_workflow)."""
 import pytest
 
-from repro import grid, report
+from repro import artifacts, grid, report
 from repro.config import RunSpec
 from repro.io import CorruptFile, write_json
 
@@ -54,3 +54,16 @@ def test_a_valid_evaluation_loads(path, tmp_path):
     elsewhere = tmp_path / "pgd.json"  # another layout: no run or attack to compare with
     write_json(elsewhere, {**GOOD, "attack": "fgsm"})
     assert report.load_evals([path, elsewhere]) == [GOOD, {**GOOD, "attack": "fgsm"}]
+
+
+def test_audit_jsons_are_checked_with_their_own_accuracies():
+    run = {"dataset": "mnist", "defense": "at-pgd", "seed": 0, "layer": None, "beta": None}
+    autoattack = {"run": run, "attack": "autoattack", "n": 10, "top1": 40.0, "clean_top1": 90.0,
+                  "fgsm_top1": 60.0, "pgd_top1": 45.0, "autoattack_top1": 40.0}
+    assert artifacts.eval_problems(autoattack) == []
+    assert artifacts.eval_problems({**autoattack, "pgd_top1": 145.0}) == \
+        ["pgd_top1 is 145.0, not an accuracy in [0, 100]"]
+    epsilon = {"run": run, "attack": "epsilon", "n": 10, "top1_by_epsilon": [90.0, 50.0, 0.0]}
+    assert artifacts.eval_problems(epsilon) == []
+    assert artifacts.eval_problems({**epsilon, "top1_by_epsilon": [90.0, -3.0]}) == \
+        ["top1_by_epsilon is [90.0, -3.0], not an accuracy in [0, 100]"]

@@ -73,7 +73,8 @@ def _pretend_built(config: dict, config_path: Path, targets: list[str]) -> None:
     stages = [[grid.data_marker(config, d) for d in config["data"]["datasets"]],
               [grid.checkpoint_path(config["results"], r) for r in grid.all_runs(config)],
               [grid.eval_path(config["results"], r, a) for r in grid.all_runs(config)
-               for a in grid.attacks(config)],
+               for a in grid.attacks(config)]
+              + [Path(p) for kind in grid.AUDITS for p in grid.audit_inputs(config, kind)],
               [Path(p) for p in grid.targets(config)]]
     now = time.time()
     for age, paths in zip((40, 30, 20, 10), stages):

@@ -76,28 +76,38 @@ def read_eval(path) -> dict:
     return data
 
 
+# The accuracies (%) each kind of evaluation JSON holds: repro.evaluate's attacks top-1/3/5,
+# the audit's AutoAttack JSON every column of Table A (repro.audit), its ε curve one per ε.
+ACCURACIES = {**{attack: METRICS for attack in ATTACKS},
+              "autoattack": ("clean_top1", "fgsm_top1", "pgd_top1", "autoattack_top1", "top1"),
+              "epsilon": ("top1_by_epsilon",)}
+
+
 def eval_problems(data, run: RunSpec | None = None, attack: str | None = None) -> list[str]:
     """What is wrong with an evaluation's dict; empty if nothing. ``run`` and ``attack``, when
     given, are what it must claim to be."""
     if not isinstance(data, dict):
         return [f"a {type(data).__name__}, not an object"]
     problems = []
-    missing = [key for key in ("run", "attack", *METRICS, "n") if key not in data]
+    kind = data.get("attack")
+    if "attack" in data and kind not in ACCURACIES:
+        problems.append(f"attack is {kind!r}, not one of {list(ACCURACIES)}")
+    elif attack is not None and data.get("attack", attack) != attack:
+        problems.append(f"it holds attack {kind!r}, not {attack!r}")
+    metrics = ACCURACIES.get(kind, METRICS)
+    missing = [key for key in ("run", "attack", *metrics, "n") if key not in data]
     if missing:
         problems.append(f"lacks {missing}")
-    for metric in METRICS:
-        value = data.get(metric)
-        if metric in data and not (_is_number(value) and 0 <= value <= 100):
-            problems.append(f"{metric} is {value!r}, not an accuracy in [0, 100]")
-    if not problems and not data["top1"] <= data["top3"] <= data["top5"]:
+    for metric in metrics:
+        values = data.get(metric)
+        if metric in data and not all(_is_number(v) and 0 <= v <= 100 for v in
+                                      (values if isinstance(values, list) else [values])):
+            problems.append(f"{metric} is {values!r}, not an accuracy in [0, 100]")
+    if not problems and metrics == METRICS and not data["top1"] <= data["top3"] <= data["top5"]:
         problems.append("accuracies not ordered top1 <= top3 <= top5")
     if "n" in data and not (isinstance(data["n"], int) and not isinstance(data["n"], bool)
                             and data["n"] > 0):
         problems.append(f"n is {data['n']!r}, not a positive count of images")
-    if "attack" in data and data["attack"] not in ATTACKS:
-        problems.append(f"attack is {data['attack']!r}, not one of {list(ATTACKS)}")
-    elif attack is not None and data.get("attack", attack) != attack:
-        problems.append(f"it holds attack {data['attack']!r}, not {attack!r}")
     if "run" in data:
         try:
             claimed = RunSpec(**data["run"])
