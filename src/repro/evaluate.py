@@ -28,10 +28,10 @@ def load_checkpoint(settings: Settings, run: RunSpec, checkpoint: str | Path, de
     expected = run_record(settings, run)
     mismatched = sorted(key for key in expected if saved.get(key) != expected[key])
     if mismatched:
-        raise CheckpointMismatch(f"{checkpoint} was trained with other values of {mismatched} than the "
-                         f"requested run {run.name} (seed {run.seed}) and config; evaluate it "
-                         f"with the config that made it, or "
-                         f"{artifacts.rebuild_hint(checkpoint, 'train')}")
+        raise CheckpointMismatch(
+            f"{checkpoint} was trained with other values of {mismatched} than the requested run "
+            f"{run.name} (seed {run.seed}) and config; evaluate it with the config that made "
+            f"it, or {artifacts.rebuild_hint(checkpoint, 'train')}")
     model = prepare_model(settings, run.dataset, device)
     model.load_state_dict(saved["model"])
     return model.eval(), saved

@@ -53,7 +53,10 @@ def job_resources(stage):
 
 
 def warn_about_missing_intermediates():
-    """Name the deleted inputs of finished outputs and the command that rebuilds them."""
+    """Name the deleted inputs of finished outputs and the command that rebuilds them. Only in
+    the process the user started: a cluster job parses this file again and needs no sweep."""
+    if not workflow.is_main_process:
+        return
     missing = grid.missing_intermediates(config)
     files = sorted({path for paths in missing.values() for path in paths})
     if files:
