@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attacks import prototypes, synchronize, trained_model  # noqa: E402
 from repro import attacks  # noqa: E402
 from repro.autoattack import COMPONENTS, ORIGINAL_BUDGET, autoattack  # noqa: E402
-from repro.train import select_device  # noqa: E402
+from repro.device import select_device  # noqa: E402
 
 CASES = {"fooled": 8 / 255, "robust": 1e-4}
 

@@ -29,6 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+from repro import device as device_setup  # noqa: E402
 from repro import train  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
 from repro.config import DEFENSES, NUM_CLASSES, Settings, load_config  # noqa: E402
@@ -58,7 +59,7 @@ def epoch_seconds(settings, run, split, batch, device, barrier=None) -> float:
     """One timed epoch of the pipeline's own loop, after a warm-up batch (cuDNN autotuning,
     the allocator) or, with CUDA graphs, WARMUP + 1 of them (the graph's capture too)."""
     torch.manual_seed(0)
-    model = train.prepare_model(settings, "cifar10", device)
+    model = device_setup.prepare_model(settings, "cifar10", device)
     graphs = graphs_wanted(settings.training.cuda_graphs, device)
     optimizer = train.make_optimizer(settings, model, run, graphs)
     step = train.training_step(settings, model, optimizer, run, device, batch, graphs)
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     config = apply_overrides(load_config(args.config), ["model.pretrained=none", *args.set])
     settings = Settings.from_config(config)
-    device = train.select_device(args.device)
+    device = device_setup.select_device(args.device)
     split = synthetic_split(args.n, args.size, device)
     bound_batch = args.bound_batch or (4096 if device.type == "cuda" else 2 * args.batch)
     bound_split = synthetic_split(bound_batch, args.size, device) if bound_batch > 0 else None

@@ -55,8 +55,8 @@ def test_cl_with_beta_zero_equals_adversarial_training(batch, attack, overrides)
 
 @pytest.mark.parametrize("inner", ["ce", "kl"])
 def test_trades_with_beta_zero_equals_clean_cross_entropy(batch, inner):
-    settings, model, inputs, labels = batch("protocol.trades.beta=0", f"protocol.trades.inner={inner}",
-                                            "protocol.trades_pgd.steps=2")
+    settings, model, inputs, labels = batch(
+        "protocol.trades.beta=0", f"protocol.trades.inner={inner}", "protocol.trades_pgd.steps=2")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     loss, grads = _loss_and_grads(model, inputs, labels, RunSpec("mnist", "trades-pgd", 0),
                                   settings.protocol)
@@ -86,8 +86,8 @@ def test_training_attacks_stay_in_their_ball(batch, defense, epsilon):
 
 
 def test_standard_protocol_training_attack_stays_in_pixel_range(batch):
-    settings, model, inputs, labels = batch("protocol.attack_space=pixel",
-                                            "protocol.pgd.random_start=true", "protocol.pgd.steps=2")
+    settings, model, inputs, labels = batch(
+        "protocol.attack_space=pixel", "protocol.pgd.random_start=true", "protocol.pgd.steps=2")
     adv = training_attack(model, inputs, labels, "at-pgd", settings.protocol,
                           generator=torch.Generator().manual_seed(0))
     assert adv.min() >= 0 and adv.max() <= 1

@@ -20,7 +20,8 @@ from repro import evaluate as evaluate_module
 from repro import graphs
 from repro import train as train_module
 from repro.config import RunSpec, Settings, config_errors
-from repro.train import run_record, train_run
+from repro.records import run_record
+from repro.train import train_run
 
 from conftest import ROOT
 
@@ -102,9 +103,9 @@ def test_a_resumed_optimizer_takes_this_process_s_capturable():
     param.grad = torch.ones(3)
     optimizer.step()
     saved = optimizer.state_dict()
-    for graphs in (True, False):
-        state = train_module.capturable_state(saved, graphs)
-        assert [group["capturable"] for group in state["param_groups"]] == [graphs]
+    for capturable in (True, False):
+        state = train_module.capturable_state(saved, capturable)
+        assert [group["capturable"] for group in state["param_groups"]] == [capturable]
         assert state["state"] is saved["state"]
     assert saved["param_groups"][0]["capturable"] is False  # the saved dict is left alone
     resumed = torch.optim.AdamW([param], capturable=False)

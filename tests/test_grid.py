@@ -2,8 +2,6 @@
 import csv
 from pathlib import Path
 
-import pytest
-
 from repro import grid
 from repro.config import RunSpec
 
@@ -86,3 +84,6 @@ def test_missing_intermediates_names_deleted_inputs_of_built_outputs(tmp_path, p
     assert str(made) not in missing[str(tmp_path / "tableA.md")]  # present: not named
     assert len(missing[str(tmp_path / "tableA.md")]) == len(grid.audit_runs(config)) - 1
     assert missing[str(made)] == [str(grid.checkpoint_path(str(tmp_path), run))]
+    (tmp_path / "checks.md").write_text("built")  # made from both kinds of audit JSON
+    missing = grid.missing_intermediates(config)
+    assert len(missing[str(tmp_path / "checks.md")]) == 2 * len(grid.audit_runs(config)) - 1

@@ -42,7 +42,8 @@ def test_environment_yml_installs_the_lock_with_its_python():
 
 def test_read_lock_evaluates_markers_and_refuses_loose_pins(tmp_path):
     path = tmp_path / "lock.txt"
-    path.write_text("numpy==2.4.6 ; python_full_version < '3.0'\nnumpy==9.9 ; python_version >= '3'\n"
+    path.write_text("numpy==2.4.6 ; python_full_version < '3.0'\n"
+                    "numpy==9.9 ; python_version >= '3'\n"
                     "torch==2.14.1\n    # via repro\n")
     assert lock.read_lock(path) == {"numpy": "9.9", "torch": "2.14.1"}
     path.write_text("torch>=2.1\n")

@@ -39,7 +39,8 @@ def _kill_after_first_epoch(config, out, sig):
         time.sleep(0.02)
     process.send_signal(sig)
     process.wait(timeout=60)
-    assert torch.load(state, weights_only=False)["epoch"] == 1, "the kill should land during the second epoch"
+    assert torch.load(state, weights_only=False)["epoch"] == 1, \
+        "the kill should land during the second epoch"
     assert not out.exists()
     return process
 

@@ -100,29 +100,43 @@ def test_adding_a_beta_adds_exactly_its_runs(tmp_path, paper_config):
 
 
 TABLE4_ALL = {"train": 18, "evaluate": 72, "accuracy_table": 1}
+TABLEA_CIFAR10 = {"audit_evaluate": 21, "audit_table": 1}  # Table A's CIFAR-10 half
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"protocol": {"epsilon": 0.05}}, TABLE4_ALL),  # cl-fgsm trains and is attacked with it
-    ({"training": {"lr": 1e-4}}, TABLE4_ALL),
-    ({"model": {"pretrained": "none"}}, TABLE4_ALL),
-    ({"data": {"split_seed": 7}}, TABLE4_ALL),
-    ({"protocol": {"cl": {"distance": "euclidean"}}}, TABLE4_ALL),
-    ({"protocol": {"pgd": {"steps": 10}}}, {"evaluate": 18, "accuracy_table": 1}),  # PGD evals
-    ({"protocol": {"deepfool": {"steps": 5}}}, {"evaluate": 18, "accuracy_table": 1}),
-    ({"data": {"datasets": {"cifar10": {"subset": {"test": 500}}}}},
+@pytest.mark.parametrize("table, change, expected", [
+    ("table4", {"protocol": {"epsilon": 0.05}}, TABLE4_ALL),  # cl-fgsm trains, is attacked
+    ("table4", {"training": {"lr": 1e-4}}, TABLE4_ALL),
+    ("table4", {"model": {"pretrained": "none"}}, TABLE4_ALL),
+    ("table4", {"data": {"split_seed": 7}}, TABLE4_ALL),
+    ("table4", {"protocol": {"cl": {"distance": "euclidean"}}}, TABLE4_ALL),
+    ("table4", {"protocol": {"pgd": {"steps": 10}}}, {"evaluate": 18, "accuracy_table": 1}),
+    ("table4", {"protocol": {"deepfool": {"steps": 5}}}, {"evaluate": 18, "accuracy_table": 1}),
+    ("table4", {"data": {"datasets": {"cifar10": {"subset": {"test": 500}}}}},
      {"evaluate": 72, "accuracy_table": 1}),  # the test set: evaluations only
-    ({"protocol": {"topk_average": "sample"}}, {"evaluate": 72, "accuracy_table": 1}),
-    ({"report": {"compare_with_paper": True}}, {"accuracy_table": 1}),
-    ({"protocol": {"trades": {"beta": 2.0}}}, {}),  # Table 4 has no TRADES run
-    ({"data": {"datasets": {"mnist": {"val_size": 1000}}}}, {}),  # nor MNIST
-    ({"resources": {"train": {"mem_mb": 1000, "threads": 1}}}, {}),
+    ("table4", {"protocol": {"topk_average": "sample"}}, {"evaluate": 72, "accuracy_table": 1}),
+    ("table4", {"report": {"compare_with_paper": True}}, {"accuracy_table": 1}),
+    ("table4", {"protocol": {"trades": {"beta": 2.0}}}, {}),  # Table 4 has no TRADES run
+    ("table4", {"data": {"datasets": {"mnist": {"val_size": 1000}}}}, {}),  # nor MNIST
+    ("table4", {"resources": {"train": {"mem_mb": 1000, "threads": 1}}}, {}),
+    # the audit reads the table's threat model and PGD, its images and its own budget
+    ("tableA", {"protocol": {"pgd": {"steps": 10}}},  # and the PGD-trained runs retrain
+     {"train": 12, "audit_evaluate": 42, "audit_table": 1}),
+    ("tableA", {"data": {"datasets": {"cifar10": {"subset": {"test": 500}}}}},
+     TABLEA_CIFAR10),
+    ("tableA", {"audit": {"n_images": 100}}, {**TABLEA_CIFAR10, "audit_evaluate": 42}),
+    ("tableA", {"audit": {"autoattack": {"square": {"queries": 100}}}},
+     {**TABLEA_CIFAR10, "audit_evaluate": 42}),
+    ("tableA", {"protocol": {"deepfool": {"steps": 5}}}, {}),  # no audit reads DeepFool
+    ("tableA", {"audit": {"epsilons": [0, 8]}}, {}),  # the ε curve's, not Table A's
+    ("tableA", {"audit": {"tolerance": 2.0}}, {}),  # the masking checks' (report only)
 ])
-def test_a_changed_value_reruns_exactly_the_jobs_that_read_it(built_table4, change, expected):
+def test_a_changed_value_reruns_exactly_the_jobs_that_read_it(built_tables, table, change,
+                                                              expected):
     """Rules pass what their output depends on as params:, so Snakemake's params trigger reruns
     them (and what depends on them), and nothing else."""
-    folder, base, target = built_table4
+    folder, base = built_tables
     changed = write_config(folder, change, f"changed-{uuid.uuid4().hex}.yaml")
+    target = str(folder / "results" / f"{table}.md")
     assert job_counts(target, "--configfile", str(base), str(changed)) == expected
 
 
@@ -146,15 +160,16 @@ def test_a_deleted_intermediate_is_named_with_the_command_that_rebuilds_it(tmp_p
 
 
 @pytest.fixture(scope="module")
-def built_table4(tmp_path_factory):
-    """Table 4 of config.yaml and all it needs, pretend-built once (dry runs change nothing)."""
-    folder = tmp_path_factory.mktemp("table4")
+def built_tables(tmp_path_factory):
+    """Tables 4 and A of config.yaml and all they need, pretend-built once (dry runs change
+    nothing)."""
+    folder = tmp_path_factory.mktemp("tables")
     base = write_config(folder, {}, "base.yaml")
     config = load_config(ROOT / "config.yaml", base)
-    target = str(folder / "results/table4.md")
-    _pretend_built(config, base, [target])
-    assert job_counts(target, "--configfile", str(base)) == {}  # up to date
-    return folder, base, target
+    targets = [str(folder / "results" / f"{table}.md") for table in ("table4", "tableA")]
+    _pretend_built(config, base, targets)
+    assert job_counts(*targets, "--configfile", str(base)) == {}  # up to date
+    return folder, base
 
 
 @pytest.mark.parametrize("overrides, key, token", BAD_CONFIGS)

@@ -17,20 +17,13 @@ from pathlib import Path
 
 import torch
 
-from . import data, io
+from . import data, io, streams
 from .attacks import run_attack
 from .autoattack import COMPONENTS, Budget, autoattack, input_box
 from .config import Protocol, RunSpec, Settings
+from .device import select_device
 from .evaluate import load_checkpoint, made_by
 from .grid import AUDITS
-from .train import epoch_generator, select_device
-
-SALT = {"pgd": 4, "autoattack": 5, "epsilon": 6}  # separate random streams per use
-
-
-def _seed(run: RunSpec, chunk: int, use: str) -> int:
-    """A batch's seed: from the run's seed, the batch's index and the use, nothing else."""
-    return int(epoch_generator(run.seed, chunk, SALT[use]).initial_seed())
 
 
 def _correct(model, attack: str, inputs, labels, protocol: Protocol, generator=None):
@@ -59,9 +52,9 @@ def audit_autoattack(settings: Settings, run: RunSpec, model, test: data.Split) 
         columns["clean"].append(_correct(model, "clean", inputs, labels, protocol))
         columns["fgsm"].append(_correct(model, "fgsm", inputs, labels, protocol))
         columns["pgd"].append(_correct(model, "pgd", inputs, labels, protocol,
-                                       torch.Generator().manual_seed(_seed(run, chunk, "pgd"))))
+                                       streams.generator(run.seed, chunk, "audit_pgd")))
         found = autoattack(model, inputs, labels, protocol.epsilon, protocol.clip, budget,
-                           _seed(run, chunk, "autoattack"))
+                           streams.stream_seed(run.seed, chunk, "autoattack"))
         columns["autoattack"].append((found["logits"].argmax(1) == labels).cpu())
         columns["fooled_by"].append(found["fooled_by"].cpu())
     per_image = {name: torch.cat(values) for name, values in columns.items()}
@@ -89,7 +82,7 @@ def audit_epsilon(settings: Settings, run: RunSpec, model, test: data.Split) -> 
         at = dataclasses.replace(protocol, epsilon=epsilon, pgd=dataclasses.replace(
             protocol.pgd, step_size=epsilon * ratio))
         correct = [_correct(model, attack, model.to_input(pixels), labels, at,
-                            torch.Generator().manual_seed(_seed(run, chunk, "epsilon") + index))
+                            streams.generator(run.seed, chunk, "epsilon", offset=index))
                    for chunk, (pixels, labels) in enumerate(data.batches(test,
                                                                          audit.chunk_size))]
         top1.append(100 * torch.cat(correct).float().mean().item())

@@ -9,10 +9,11 @@ import torch
 from . import artifacts, data, io
 from .attacks import attack_noise, run_attack
 from .config import ATTACKS, RunSpec, Settings
+from .device import prepare_model, select_device
 from .errors import UserError
 from .graphs import StepGraph, graphs_record, graphs_wanted
 from .records import attack_parameters, run_record
-from .train import epoch_generator, prepare_model, select_device
+from .streams import generator
 
 TOPK = (1, 3, 5)
 CHECKPOINT_FIELDS = ("run", "protocol", "metrics")
@@ -72,12 +73,12 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
     model, saved = load_checkpoint(settings, run, checkpoint, device)
     splits = data.load(settings, run.dataset)
     test = splits.test.to(device)
-    generator = epoch_generator(run.seed, 0, salt=2)
+    noise_stream = generator(run.seed, 0, "eval_noise")
     chunk = attack_chunk(settings, model, attack, device)
     logits = []
     for pixels, labels in data.batches(test, settings.attack_chunk_size):
         inputs = model.to_input(pixels)
-        noise = attack_noise(attack, settings.protocol, inputs.shape, generator)
+        noise = attack_noise(attack, settings.protocol, inputs.shape, noise_stream)
         logits.append(chunk(inputs, labels, *([] if noise is None else [noise.to(device)]))
                       .float().cpu())
     logits = torch.cat(logits)

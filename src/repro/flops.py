@@ -23,7 +23,7 @@ from .data import SHAPES
 
 # Dense tensor-core peaks in TFLOP/s from NVIDIA's datasheets (the datasheets' larger
 # numbers assume 2:4 sparsity). fp32 training runs its convolutions and products as TF32,
-# which ``train.select_device`` enables. Longest name first: "H100 PCIe" before "H100".
+# which ``device.select_device`` enables. Longest name first: "H100 PCIe" before "H100".
 PEAK_TFLOPS = {
     "H100 PCIe": {"fp32": 378.0, "bf16": 756.0},
     "H100 NVL": {"fp32": 417.5, "bf16": 835.5},

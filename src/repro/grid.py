@@ -120,9 +120,9 @@ def tables(config: dict) -> dict[int, Table]:
         result[number] = Table(number, "accuracy", title, dataset, metric, _main_rows(grid),
                                **common)
     ablation = f"Top1 classification accuracy (%) on {DATASET_NAMES[ABLATION_DATASET]} [mean (std)]"
-    result[LAYER_TABLE] = Table(LAYER_TABLE, "accuracy", f"Ablation study on embeddings. {ablation}",
-                                ABLATION_DATASET, "top1", _layer_rows(grid["layer_ablation"]),
-                                **common)
+    result[LAYER_TABLE] = Table(LAYER_TABLE, "accuracy",
+                                f"Ablation study on embeddings. {ablation}", ABLATION_DATASET,
+                                "top1", _layer_rows(grid["layer_ablation"]), **common)
     result[BETA_TABLE] = Table(BETA_TABLE, "accuracy", f"Ablation study on beta. {ablation}",
                                ABLATION_DATASET, "top1", _beta_rows(grid["beta_ablation"]),
                                **common)
@@ -184,8 +184,12 @@ def table_files(config: dict, number: int) -> list[str]:
     return [f"{config['results']}/table{number}.{ext}" for ext in ("md", "csv", "tex")]
 
 
+def plot_path(config: dict, name: str, ext: str = "png") -> str:
+    return f"{config['results']}/plots/{name}.{ext}"
+
+
 def plot_files(config: dict) -> list[str]:
-    return [f"{config['results']}/plots/{name}.{ext}" for name in PLOTS for ext in ("png", "pdf")]
+    return [plot_path(config, name, ext) for name in PLOTS for ext in ("png", "pdf")]
 
 
 def all_eval_inputs(config: dict) -> list[str]:
@@ -218,12 +222,16 @@ def audit_inputs(config: dict, kind: str) -> list[str]:
     return [str(eval_path(config["results"], run, kind)) for run in audit_runs(config)]
 
 
+def audit_path(config: dict, name: str, ext: str = "md") -> str:
+    """Table A ("tableA") or the masking checks ("checks")."""
+    return f"{config['results']}/{name}.{ext}"
+
+
 def audit_files(config: dict) -> list[str]:
     """Table A in three formats, the ε curve and the masking checks."""
-    results = config["results"]
-    return ([f"{results}/tableA.{ext}" for ext in ("md", "csv", "tex")]
-            + [f"{results}/plots/epsilon.{ext}" for ext in ("png", "pdf")]
-            + [f"{results}/checks.{ext}" for ext in ("md", "csv")])
+    return ([audit_path(config, "tableA", ext) for ext in ("md", "csv", "tex")]
+            + [plot_path(config, "epsilon", ext) for ext in ("png", "pdf")]
+            + [audit_path(config, "checks", ext) for ext in ("md", "csv")])
 
 
 def targets(config: dict) -> list[str]:
@@ -246,9 +254,11 @@ def missing_intermediates(config: dict) -> dict[str, list[str]]:
         if table.kind == "accuracy":
             built[table_files(config, number)[0]] = table_inputs(config, number)
     for name, number in PLOTS.items():
-        built[f"{config['results']}/plots/{name}.png"] = table_inputs(config, number)
-    built[f"{config['results']}/tableA.md"] = audit_inputs(config, "autoattack")
-    built[f"{config['results']}/plots/epsilon.png"] = audit_inputs(config, "epsilon")
+        built[plot_path(config, name)] = table_inputs(config, number)
+    autoattack, epsilon = audit_inputs(config, "autoattack"), audit_inputs(config, "epsilon")
+    built[audit_path(config, "tableA")] = autoattack
+    built[plot_path(config, "epsilon")] = epsilon
+    built[audit_path(config, "checks")] = autoattack + epsilon
     audited = set(audit_runs(config))
     for run in all_runs(config):
         for attack in attacks(config) + (AUDITS if run in audited else ()):

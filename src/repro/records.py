@@ -1,4 +1,4 @@
-"""What a job's output depends on: a checkpoint's run record and an evaluation's parameters.
+"""What a job's output depends on: a checkpoint's run record, an evaluation's and an audit's.
 
 One definition serves three readers: the checkpoint stores its run record, the evaluation refuses
 a checkpoint whose record differs from the config's, and the workflow passes both records as
@@ -65,6 +65,23 @@ def evaluation_record(settings: Settings, run: RunSpec, attack: str) -> dict:
     """What an evaluation's accuracy depends on beyond its checkpoint's run record: the attack's
     parameters and how accuracies are averaged (ledger 12: per batch of the training size)."""
     return {"attack": attack_parameters(attack, settings.protocol),
-            "test_subset": settings.data.source(run.dataset).get("subset", {}).get("test"),
+            "test_subset": _test_subset(settings, run.dataset),
             "topk_average": settings.protocol.topk_average,
             "batch_size": settings.training.batch_size_for(run.dataset)}
+
+
+def audit_record(settings: Settings, run: RunSpec, kind: str) -> dict:
+    """What an audit JSON (audit.py) depends on beyond its checkpoint's run record: the table's
+    threat model and PGD, which images in which batches, and its kind's own settings.
+
+    Not DeepFool's settings or the averaging, which no audit reads, nor the masking checks'
+    thresholds (``audit.tolerance``, ``near_zero``), which only the report reads."""
+    protocol, audit = settings.protocol, settings.audit
+    return {"epsilon": protocol.epsilon, "space": protocol.attack_space, "clip": protocol.clip,
+            "pgd": vars(protocol.pgd), "test_subset": _test_subset(settings, run.dataset),
+            "n_images": audit.n_images, "chunk_size": audit.chunk_size,
+            kind: audit.autoattack if kind == "autoattack" else list(audit.epsilons)}
+
+
+def _test_subset(settings: Settings, dataset: str):
+    return settings.data.source(dataset).get("subset", {}).get("test")

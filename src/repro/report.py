@@ -235,7 +235,7 @@ def write_embedding_table(table: Table, rows_by_dataset: dict[str, list[dict]], 
 # ---- plots ----
 
 def _x_axis(table: Table, by: str) -> tuple[list[float], list[str], str]:
-    """Positions, tick labels and axis label of the rows, by beta (numeric) or by layer (ordered)."""
+    """Positions, tick labels and axis label of the rows: by beta (numeric) or layer (ordered)."""
     if by == "beta":
         xs = [float(r.beta) for r in table.rows]
         return xs, [format_beta(x) for x in xs], "β (contrastive weight)"

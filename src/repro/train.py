@@ -2,8 +2,9 @@
 
 Resumable: after every epoch the full state (model, optimizer, best weights, early-stopping
 counters, metrics, RNG state) is written atomically next to the checkpoint, and a restarted
-run continues from its last completed epoch. Shuffling and attack noise draw from generators
-seeded by (seed, epoch) and the weights are initialized from the seed, so a resumed run on CPU ends bit-identical to an uninterrupted one.
+run continues from its last completed epoch. Shuffling and attack noise draw from streams
+seeded by (seed, epoch) alone (repro.streams) and the weights are initialized from the seed, so
+a resumed run on CPU ends bit-identical to an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ import torch.nn.functional as F
 from . import artifacts, data, io
 from .config import RunSpec, Settings
 from .defenses import step_noise, training_loss
+from .device import prepare_model, select_device
 from .errors import UserError
 from .graphs import StepGraph, graphs_record, graphs_wanted
-from .model import build_model
 from .records import run_record
+from .streams import generator
 
 SYNC_EVERY = 50  # batches between host-device synchronisations (non-finite check, progress)
 
@@ -32,20 +34,6 @@ SYNC_EVERY = 50  # batches between host-device synchronisations (non-finite chec
 class NonFiniteLoss(UserError, RuntimeError):
     """The training or validation loss became NaN or infinite; no checkpoint is written (a
     NaN validation loss never improves on the best, so the run would end without weights)."""
-
-
-def select_device(name: str | None = "auto") -> torch.device:
-    if name in (None, "auto"):
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("training.device asks for CUDA but torch sees no GPU; use "
-                               "'auto' or 'cpu'")
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return device
 
 
 def autocast(settings: Settings, device: torch.device):
@@ -57,17 +45,6 @@ def autocast(settings: Settings, device: torch.device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                               cache_enabled=False)
     return nullcontext()
-
-
-def prepare_model(settings: Settings, dataset: str, device: torch.device, seed: int = 0):
-    model = build_model(settings, dataset, seed).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(1_000_003 * seed + 1009 * epoch + salt)
 
 
 def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=None,
@@ -175,8 +152,8 @@ def training_step(settings: Settings, model, optimizer, run: RunSpec, device, ba
 def _train_epoch(settings, model, step, split, run, batch_size, epoch, device, show):
     cfg = settings.training
     model.train()
-    shuffle = epoch_generator(run.seed, epoch) if cfg.shuffle else None
-    noise = epoch_generator(run.seed, epoch, salt=1)
+    shuffle = generator(run.seed, epoch, "shuffle") if cfg.shuffle else None
+    noise = generator(run.seed, epoch, "train_noise")
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     nonfinite_at = torch.full((), -1, device=device)

@@ -26,9 +26,7 @@ rule audit_evaluate:
     resources:
         **job_resources("audit"),
     params:
-        # a changed budget, image count, ε grid or protocol reruns the audit (params trigger)
-        audit=config["audit"],
-        protocol=config["protocol"],
+        record=audit_record,
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
 

@@ -86,6 +86,11 @@ def evaluation_record(wildcards):
     return records.evaluation_record(SETTINGS, _run(wildcards), wildcards.attack)
 
 
+def audit_record(wildcards):
+    """What an audit JSON depends on beyond its checkpoint (params: a change reruns it)."""
+    return records.audit_record(SETTINGS, _run(wildcards), wildcards.audit)
+
+
 def data_marker(wildcards):
     """Training and evaluation wait for their dataset's current source to be prepared."""
     return str(grid.data_marker(config, wildcards.dataset))

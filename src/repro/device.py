@@ -1,0 +1,34 @@
+"""Where a job runs and the model it runs there: the set-up that training, evaluation and the
+audit share (a module of its own, so that evaluating does not import training)."""
+from __future__ import annotations
+
+import torch
+
+from .config import Settings
+from .model import build_model
+
+
+def select_device(name: str | None = "auto") -> torch.device:
+    """``training.device``: "auto" is CUDA when torch sees a GPU, else the CPU.
+
+    On CUDA, cuDNN autotuning and TF32 matmuls are turned on (process-wide): every hot loop
+    but DeepFool's and AutoAttack's keeps one shape, so autotuning pays once per job."""
+    if name in (None, "auto"):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("training.device asks for CUDA but torch sees no GPU; use "
+                               "'auto' or 'cpu'")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def prepare_model(settings: Settings, dataset: str, device: torch.device, seed: int = 0):
+    """The classifier of ``dataset`` on ``device``; channels-last on a GPU (faster convs)."""
+    model = build_model(settings, dataset, seed).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
