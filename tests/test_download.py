@@ -49,7 +49,8 @@ def _cifar_files(rng) -> tuple[dict[str, bytes], dict]:
     truth = {}
     for split, parts in expected.items():
         pixels = np.concatenate([p for p, _ in parts]).reshape(-1, 3, 32, 32)
-        truth[split] = (torch.from_numpy(pixels), torch.tensor(sum((l for _, l in parts), [])))
+        labels = sum((labels for _, labels in parts), [])
+        truth[split] = (torch.from_numpy(pixels), torch.tensor(labels))
     return members, truth
 
 

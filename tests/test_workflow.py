@@ -217,15 +217,21 @@ def _smoke_config(folder: Path, name: str, *presets: str, **changes) -> Path:
     return path
 
 
+# Half the smoke preset's test images, for CI's time: the attacks' cost is per image.
+SMALLER = {"data": {"datasets": {name: {"subset": {"test": 16}} for name in ("cifar10", "mnist")}},
+           "audit": {"n_images": 16}}
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The smoke preset run end to end under the paper's protocol (2 seeds) and the standard
-    one (config/standard.yaml over it; 1 seed to save time), then the protocols table and the
-    HTML report. ~250 + ~130 jobs as threads of one process each: several minutes."""
+    """The smoke preset (with SMALLER) run end to end under the paper's protocol (2 seeds) and
+    the standard one (config/standard.yaml over it; 1 seed to save time), then the protocols
+    table and the HTML report. ~250 + ~130 jobs as threads of one process each: minutes."""
     folder = tmp_path_factory.mktemp("smoke")
-    paper = _smoke_config(folder, "paper")
+    paper = _smoke_config(folder, "paper", **SMALLER)
     snakemake("--cores", "2", "--configfile", str(paper))
-    standard = _smoke_config(folder, "standard", "config/standard.yaml", grid={"seeds": [0]})
+    standard = _smoke_config(folder, "standard", "config/standard.yaml", grid={"seeds": [0]},
+                             **SMALLER)
     snakemake("--cores", "2", "--configfile", str(standard))
     snakemake(str(folder / "paper/protocols.md"), "--cores", "1", "--configfile", str(paper))
     snakemake("--report", str(folder / "report.html"), "--configfile", str(paper))

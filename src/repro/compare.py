@@ -97,8 +97,8 @@ class Claim:
 
 
 def _beats(table: int, winners: tuple[str, ...], losers: tuple[str, ...], attack: str):
-    return lambda n: all(n.at(table, w, attack) > n.at(table, l, attack)
-                         for w in winners for l in losers)
+    return lambda n: all(n.at(table, winner, attack) > n.at(table, loser, attack)
+                         for winner in winners for loser in losers)
 
 
 CLAIMS = (
