@@ -22,12 +22,12 @@ MEASURED = {
         "attack": {"fgsm": 146286.0, "pgd": 8393.4, "deepfool": 307.2},
     },
     "cpu": {
-        "source": "one core of a shared 2-core cloud VM, fp32, torch 2.14: "
-                  "benchmarks/train.py --n 256 --batch 128 --threads 1 (at-pgd from a rerun "
-                  "alone) and benchmarks/attacks.py --batch 128 --threads 1 (28x28), 2026-11-27",
-        "train": {"standard": 510.9, "at-fgsm": 323.0, "at-pgd": 38.0, "trades-fgsm": 152.3,
-                  "trades-pgd": 33.5, "cl-fgsm": 108.3, "cl-pgd": 25.5},
-        "attack": {"fgsm": 614.0, "pgd": 30.9, "deepfool": 33.4},
+        "source": "one core of an idle 2-core cloud VM, fp32, torch 2.14: "
+                  "benchmarks/train.py --n 256 --batch 128 --threads 1 and "
+                  "benchmarks/attacks.py --batch 128 --threads 1 (28x28), 2026-11-27",
+        "train": {"standard": 513.7, "at-fgsm": 339.3, "at-pgd": 41.9, "trades-fgsm": 223.0,
+                  "trades-pgd": 42.2, "cl-fgsm": 172.9, "cl-pgd": 39.9},
+        "attack": {"fgsm": 1144.7, "pgd": 57.7, "deepfool": 57.9},
     },
 }
 FALLBACK_GPU = "H100"  # a card without figures of its own is priced as this one, and says so
