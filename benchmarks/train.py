@@ -44,6 +44,9 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
+BARRIER_TIMEOUT = 600  # seconds; a peer that died before the barrier must not hang the others
+
+
 def wait_for_peers(barrier: str | None) -> None:
     """``DIR:K``: announce this process in DIR, then wait until K processes have."""
     if not barrier:
@@ -51,7 +54,11 @@ def wait_for_peers(barrier: str | None) -> None:
     folder, count = barrier.rsplit(":", 1)
     Path(folder).mkdir(parents=True, exist_ok=True)
     (Path(folder) / uuid.uuid4().hex).touch()
+    deadline = time.monotonic() + BARRIER_TIMEOUT
     while len(list(Path(folder).iterdir())) < int(count):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"barrier {folder}: {int(count)} processes expected, "
+                             f"{len(list(Path(folder).iterdir()))} arrived in {BARRIER_TIMEOUT} s")
         time.sleep(0.05)
 
 

@@ -45,17 +45,23 @@ def test_concurrent_jobs_spread_over_the_cards_and_slots_are_reused():
             assert again == "0"
 
 
-@pytest.mark.parametrize("gpu,device,environ,cards,expected", [
-    (1, "auto", {}, ["0"], True),
-    (1, "cuda", {}, ["0", "1"], True),
-    (0, "auto", {}, ["0"], False),      # the job asks for no GPU (smoke preset)
-    (1, "cpu", {}, ["0"], False),       # training.device: cpu
-    (1, "auto", {}, [], False),         # no card visible: a CPU machine
-    (1, "auto", {"SLURM_JOB_ID": "7"}, ["0"], False),  # Slurm gave the job its own card
+@pytest.mark.parametrize("device,main_process,cards,expected", [
+    ("auto", True, ["0"], True),
+    ("cuda", True, ["0", "1"], True),
+    ("cuda:1", True, ["0", "1"], True),  # the child sees its card alone, as cuda
+    ("cpu", True, ["0"], False),         # training.device: cpu (the smoke preset)
+    ("auto", True, [], False),           # no card visible: a CPU machine
+    ("auto", False, ["0"], False),       # a cluster job's own Snakemake: its card is its own
 ])
-def test_a_job_gets_its_own_process_only_for_a_gpu_it_can_have(gpu, device, environ, cards,
-                                                               expected):
-    assert gpus.own_process(gpu, device, environ, cards) is expected
+def test_a_job_gets_its_own_process_when_it_may_use_cuda_in_the_main_process(
+        device, main_process, cards, expected):
+    """Whatever `gpu` it asks: CUDA jobs as threads of one process would share the interpreter
+    lock and PyTorch's one graph-capture stream."""
+    assert gpus.own_process(device, main_process, cards) is expected
+
+
+def test_visible_cards_are_stripped():
+    assert gpus.visible_cards({"CUDA_VISIBLE_DEVICES": "0, 1"}) == ["0", "1"]
 
 
 @pytest.mark.parametrize("run", [RunSpec("mnist", "at-pgd", 2),

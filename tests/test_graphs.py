@@ -96,6 +96,24 @@ def test_full_batches_warm_up_then_replay_and_odd_batches_run_eagerly():
     assert dict(off.calls) == {"eager": 2}
 
 
+class Uncapturable(Emulated):
+    @classmethod
+    def capture(cls, fn, inputs):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+
+def test_a_failed_capture_runs_that_batch_and_the_rest_eagerly_and_says_so(capsys):
+    graph = graphs.StepGraph(lambda x: x.sum(), batch_size=2, enabled=True, warmup=1,
+                             backend=Uncapturable)
+    assert [graph(torch.full((2,), float(i))).item() for i in range(4)] == [0, 2, 4, 6]
+    assert dict(graph.calls) == {"warmup": 1, "eager": 3}
+    reason = "RuntimeError: operation not permitted when stream is capturing"
+    assert graphs.graphs_record("auto", graph) == {
+        "setting": "auto", "used": False, "batches": {"warmup": 1, "eager": 3},
+        "capture_failed": reason}
+    assert capsys.readouterr().err.count(reason) == 1  # said once, not per batch
+
+
 def test_a_resumed_optimizer_takes_this_process_s_capturable():
     """A run begun eagerly (or on another device) resumes with graphs, and the reverse."""
     param = torch.nn.Parameter(torch.ones(3))

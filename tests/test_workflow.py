@@ -402,6 +402,32 @@ def test_a_damaged_file_is_rebuilt_by_the_command_its_error_gives(tmp_path):
     assert _metrics(by_hand) == _metrics(checkpoint)
 
 
+@pytest.mark.slow
+def test_local_jobs_that_may_use_cuda_run_as_processes_on_slot_cards(tmp_path, monkeypatch):
+    """training.device auto with a (pretend) visible card: training, evaluation and the audit
+    each run `python -m repro` as a child on its slot's card (repro.gpus), here on the CPU,
+    and the child's training equals the in-process one."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    config = _one_run_config(tmp_path)
+    config.write_text(config.read_text().replace("device: cpu", "device: auto"))
+    run_dir = tmp_path / "one/runs/cifar10/cl-fgsm-output-beta6/seed0"
+    snakemake(str(run_dir / "eval/clean.json"), str(run_dir / "eval/epsilon.json"), "--cores",
+              "2", "--configfile", str(config))
+    logs = [log for stage in ("train", "evaluate", "audit")
+            for log in (tmp_path / "one/logs" / stage).rglob("*.log")]
+    assert len(logs) == 3
+    for log in logs:
+        assert "on CUDA_VISIBLE_DEVICES=0: " in log.read_text(), log
+    assert read_eval(run_dir / "eval/clean.json")["provenance"]["device"] == "cpu"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    in_place = tmp_path / "in-place/model.pt"
+    subprocess.run([sys.executable, "-m", "repro", "train", "--config", str(ROOT / "config.yaml"),
+                    "--configfile", str(config), "--dataset", "cifar10", "--defense", "cl-fgsm",
+                    "--layer", "output", "--beta", "6", "--out", str(in_place), "--no-progress",
+                    "--device", "cpu"], check=True, cwd=ROOT, capture_output=True)
+    assert _metrics(in_place) == _metrics(run_dir / "model.pt")
+
+
 def _rebuild(command: list[str], damaged: Path, what: str) -> None:
     failed = snakemake(*command, check=False)
     assert failed.returncode != 0, what

@@ -171,8 +171,9 @@ def input_box(model, epsilon: float, clip: bool) -> tuple[float, float]:
     """
     if clip:
         return 0.0, 1.0
-    corners = torch.cat([model.to_input(torch.zeros(1, 3, 1, 1)).flatten(),
-                         model.to_input(torch.ones(1, 3, 1, 1)).flatten()])
+    device = next(model.parameters()).device  # a CPU corner and a GPU's statistics won't mix
+    corners = torch.cat([model.to_input(torch.zeros(1, 3, 1, 1, device=device)).flatten(),
+                         model.to_input(torch.ones(1, 3, 1, 1, device=device)).flatten()])
     return corners.min().item() - epsilon, corners.max().item() + epsilon
 
 

@@ -75,14 +75,16 @@ class Splits:
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):
-    """Yield (float images in [0, 1], labels) slices; shuffled when a generator is given."""
+    """Yield (float images in [0, 1], labels) slices; shuffled when a generator is given.
+
+    The order is drawn on the CPU (the generator's stream) and moved to the split's device
+    once per epoch, not once per batch: each copy from the CPU would wait for the GPU."""
     n = len(split)
-    order = torch.randperm(n, generator=generator) if generator is not None else None
+    order = None
+    if generator is not None:
+        order = torch.randperm(n, generator=generator).to(split.labels.device)
     for start in range(0, n, batch_size):
-        if order is None:
-            idx = slice(start, start + batch_size)
-        else:
-            idx = order[start:start + batch_size].to(split.labels.device)
+        idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
         yield split.images[idx].float().div_(255), split.labels[idx]
 
 

@@ -20,10 +20,23 @@ def select_device(name: str | None = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise RuntimeError("training.device asks for CUDA but torch sees no GPU; use "
                                "'auto' or 'cpu'")
+        if device.index is not None:  # streams and CUDA graphs are made on the current card
+            torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return device
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor (a batch's random draw) on ``device``, without waiting for the GPU.
+
+    A copy from ordinary CPU memory blocks the host until the GPU has finished everything
+    queued before it, so the next step could not be queued while this one runs; from pinned
+    memory it is asynchronous (the pinned block is kept until the copy is done)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def prepare_model(settings: Settings, dataset: str, device: torch.device, seed: int = 0):

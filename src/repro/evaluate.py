@@ -9,7 +9,7 @@ import torch
 from . import artifacts, data, io
 from .attacks import attack_noise, run_attack
 from .config import ATTACKS, RunSpec, Settings
-from .device import prepare_model, select_device
+from .device import prepare_model, select_device, to_device
 from .errors import UserError
 from .graphs import StepGraph, graphs_record, graphs_wanted
 from .records import attack_parameters, run_record
@@ -79,8 +79,8 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
     for pixels, labels in data.batches(test, settings.attack_chunk_size):
         inputs = model.to_input(pixels)
         noise = attack_noise(attack, settings.protocol, inputs.shape, noise_stream)
-        logits.append(chunk(inputs, labels, *([] if noise is None else [noise.to(device)]))
-                      .float().cpu())
+        noise = [] if noise is None else [to_device(noise, device)]
+        logits.append(chunk(inputs, labels, *noise).float().cpu())
     logits = torch.cat(logits)
     result = {
         "attack": attack,

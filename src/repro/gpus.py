@@ -10,8 +10,10 @@ So, locally, a job that asks for a GPU (``resources: gpu: 1``) runs ``python -m 
 child process whose ``CUDA_VISIBLE_DEVICES`` is the card of a free slot. The local profile's
 ``resources: gpu: N`` is the number of slots, hence of GPU jobs at once; slot i gets card
 i mod (cards visible), so N = 4 on a one-GPU machine runs four jobs on it and N = 4 on a
-two-GPU one runs two on each. Under Slurm each job is already a process with its own card
-(``SLURM_JOB_ID`` is set): it runs in place.
+two-GPU one runs two on each. Every local job that may use CUDA runs so, whatever ``gpu`` it
+asks: two jobs capturing CUDA graphs as threads of one process would share PyTorch's capture
+stream. A cluster job is already a process of its own on its own card (its Snakemake is not
+the main process): it runs in place.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def visible_cards(environ: Mapping[str, str] = os.environ,
     """The cards this process may hand out: the entries of ``CUDA_VISIBLE_DEVICES`` when set
     (a child sees only what its parent may), else 0 .. device_count - 1."""
     if environ.get("CUDA_VISIBLE_DEVICES") is not None:
-        return [card for card in environ["CUDA_VISIBLE_DEVICES"].split(",") if card.strip()]
+        return [card.strip() for card in environ["CUDA_VISIBLE_DEVICES"].split(",")
+                if card.strip()]
     count = torch.cuda.device_count() if device_count is None else device_count
     return [str(index) for index in range(count)]
 
@@ -60,23 +63,25 @@ class SlotPool:
 
 
 _POOL: SlotPool | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def pool() -> SlotPool:
-    """This process's pool over its visible cards, made on first use."""
+    """This process's pool over its visible cards, made on first use (by one job thread)."""
     global _POOL
-    if _POOL is None:
-        _POOL = SlotPool(visible_cards())
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = SlotPool(visible_cards())
+        return _POOL
 
 
-def own_process(gpus_asked: int, device: str, environ: Mapping[str, str] = os.environ,
-                cards: list[str] | None = None) -> bool:
-    """Whether a job runs as a child process on a slot's card: it asks for a GPU, its
-    ``training.device`` may be CUDA, a card is visible, and no cluster gave it its own."""
-    if not gpus_asked or device == "cpu" or "SLURM_JOB_ID" in environ:
+def own_process(device: str, main_process: bool, cards: list[str] | None = None) -> bool:
+    """Whether a job runs as a child process on a slot's card: its ``training.device`` may be
+    CUDA, a card is visible, and it runs in the Snakemake process the user started (not in a
+    cluster job's own Snakemake, which already has a card to itself)."""
+    if device == "cpu" or not main_process:
         return False
-    return bool(visible_cards(environ) if cards is None else cards)
+    return bool(visible_cards() if cards is None else cards)
 
 
 def run_child(arguments: list[str], config: dict, card: str, threads: int, log) -> None:

@@ -15,6 +15,7 @@ draws are made on the CPU outside the step and passed in as inputs.
 """
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 
@@ -31,23 +32,28 @@ def graphs_wanted(setting: str, device: torch.device | str) -> bool:
 class CudaCapture:
     """The PyTorch recipe ("whole network capture"): warm-up calls on a side stream, so that
     lazily created cuDNN/cuBLAS state and autograd's stream bookkeeping exist before capture,
-    then one capture whose outputs the replays overwrite."""
+    then one capture whose outputs the replays overwrite.
+
+    Streams are made on the inputs' card, under that card as the current device: a stream of
+    another card would capture nothing (an empty graph, whose replays silently do nothing)."""
 
     @staticmethod
     def warmup(fn: Callable, inputs: list[torch.Tensor]):
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            outputs = fn(*inputs)
-        torch.cuda.current_stream().wait_stream(stream)
+        with torch.cuda.device(inputs[0].device):
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                outputs = fn(*inputs)
+            torch.cuda.current_stream().wait_stream(stream)
         return outputs
 
     @staticmethod
     def capture(fn: Callable, inputs: list[torch.Tensor]) -> Callable:
         """Record ``fn(*inputs)`` (nothing runs yet); returns a call that replays it."""
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = fn(*inputs)
+        with torch.cuda.device(inputs[0].device):
+            with torch.cuda.graph(graph, stream=torch.cuda.Stream()):
+                outputs = fn(*inputs)
 
         def replay():
             graph.replay()
@@ -63,6 +69,10 @@ class StepGraph:
     static input buffers first. The outputs of a replay are the graph's own tensors: use them
     before the next call. ``calls`` counts the batches by path, for the run record and tests.
 
+    A capture that fails (an operation CUDA graphs cannot hold) costs no work: capture runs
+    nothing, so that batch and all later ones run eagerly, with the reason in ``failure``
+    (recorded) and on stderr.
+
     ``fn`` must be a whole step with no host synchronisation (no ``.item()``, no CPU draws)
     and must leave nothing behind that the next step reads through Python rather than
     through memory (an optimizer made with ``capturable=True``; ``zero_grad(set_to_none=True)``
@@ -75,6 +85,7 @@ class StepGraph:
         self.warmup, self.backend = warmup, backend
         self.static: list[torch.Tensor] | None = None
         self.replay: Callable | None = None
+        self.failure: str | None = None
         self.calls = Counter()
 
     def __call__(self, *tensors: torch.Tensor):
@@ -90,7 +101,15 @@ class StepGraph:
             if self.calls["warmup"] < self.warmup:
                 self.calls["warmup"] += 1
                 return self.backend.warmup(self.fn, self.static)
-            self.replay = self.backend.capture(self.fn, self.static)
+            try:
+                self.replay = self.backend.capture(self.fn, self.static)
+            except RuntimeError as error:
+                self.failure = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                print(f"CUDA graph capture failed, running eagerly: {self.failure}",
+                      file=sys.stderr)
+                self.enabled = False
+                self.calls["eager"] += 1
+                return self.fn(*tensors)
         self.calls["graph"] += 1
         return self.replay()
 
@@ -102,4 +121,5 @@ def graphs_record(setting: str, graph: StepGraph) -> dict:
     Kept out of the run's identity (``train.run_record``): graphed and eager steps compute
     the same thing, so switching graphs must neither refuse a checkpoint nor retrain it.
     """
-    return {"setting": setting, "used": graph.enabled, "batches": dict(graph.calls)}
+    record = {"setting": setting, "used": graph.enabled, "batches": dict(graph.calls)}
+    return record if graph.failure is None else {**record, "capture_failed": graph.failure}

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from . import artifacts, data, io
 from .config import RunSpec, Settings
 from .defenses import step_noise, training_loss
-from .device import prepare_model, select_device
+from .device import prepare_model, select_device, to_device
 from .errors import UserError
 from .graphs import StepGraph, graphs_record, graphs_wanted
 from .records import run_record
@@ -165,7 +165,7 @@ def _train_epoch(settings, model, step, split, run, batch_size, epoch, device, s
         if device.type == "cuda":
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         draw = step_noise(run, settings.protocol, inputs.shape, noise)
-        loss, logits = step(inputs, labels, *([] if draw is None else [draw.to(device)]))
+        loss, logits = step(inputs, labels, *([] if draw is None else [to_device(draw, device)]))
         nonfinite_at = torch.where((nonfinite_at < 0) & ~torch.isfinite(loss),
                                    torch.full_like(nonfinite_at, index), nonfinite_at)
         total_loss += loss * len(labels)

@@ -119,7 +119,8 @@ def run_job(rule, input, output, params, wildcards, threads, resources, log):
     a job is a thread of this process: torch is imported once, not once per job. `job` has the
     attributes of the `snakemake` object that a `script:` would get.
     """
-    job = SimpleNamespace(config=config, **locals())  # the arguments above, by name
+    # the arguments above, by name; main_process: not a cluster job's own Snakemake
+    job = SimpleNamespace(config=config, main_process=workflow.is_main_process, **locals())
     importlib.import_module(f"{JOB_PACKAGE}.{rule}").main(job)
 
 

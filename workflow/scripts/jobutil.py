@@ -9,11 +9,13 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
 from repro import gpus
 from repro.cli import run_arguments
+from repro.config import RunSpec, Settings
 
 LOGGER = logging.getLogger("repro")
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -53,10 +55,26 @@ def use_threads(job) -> None:
 
 def on_own_card(job, log, command: str, run, *arguments: str) -> bool:
     """Run ``python -m repro COMMAND <run> ARGUMENTS`` as a child process on a free GPU slot's
-    card when this job asks for a GPU (repro.gpus); False, having done nothing, otherwise."""
-    if not gpus.own_process(getattr(job.resources, "gpu", 0), job.config["training"]["device"]):
+    card when this job may use CUDA in the main Snakemake process (repro.gpus); False, having
+    done nothing, otherwise. The child sees its card alone: ``cuda:N`` becomes ``cuda``."""
+    device = job.config["training"]["device"]
+    if not gpus.own_process(device, job.main_process):
         return False
+    device = "cuda" if device.startswith("cuda") else device
     with gpus.pool().card() as card:
-        gpus.run_child([command, *run_arguments(run), *arguments], job.config, card,
-                       job.threads, log)
+        gpus.run_child([command, *run_arguments(run), *arguments, "--device", device],
+                       job.config, card, job.threads, log)
     return True
+
+
+def evaluation(job, log, attack: str, evaluate):
+    """An evaluation job (an attack's or the audit's): ``evaluate(settings, run, checkpoint,
+    attack, out)`` in place, returning its result, or the CLI's ``evaluate`` as a child on a
+    GPU slot's card, returning None (the child logged its result)."""
+    run = RunSpec.parse(job.wildcards.dataset, job.wildcards.run, job.wildcards.seed)
+    if on_own_card(job, log, "evaluate", run, "--checkpoint", job.input.checkpoint,
+                   "--attack", attack, "--out", job.output[0]):
+        return None
+    use_threads(job)
+    return evaluate(Settings.from_config(job.config), run, Path(job.input.checkpoint), attack,
+                    Path(job.output[0]))
