@@ -3,11 +3,13 @@
 # CIFAR-shaped data, in one command:
 #
 #   bash benchmarks/gpu.sh                    # all stages, in this order:
-#        attacks train-fp32 concurrent train-eager train-bf16 estimate
+#        check attacks train-fp32 concurrent train-eager train-bf16 estimate
 #   bash benchmarks/gpu.sh concurrent         # or some of them
 #   bash benchmarks/gpu.sh autoattack         # AutoAttack per 1,000 images (AA_N, default 1000)
 #
 # Each stage writes $OUT/<stage>.txt (default OUT=benchmarks/out):
+#   check        CUDA graphs and padded DeepFool against the eager paths (benchmarks/
+#                cuda_check.py: same weights, logits, success rates; DEEPFOOL_N images)
 #   attacks      FGSM, PGD-20, DeepFool at ATTACK_BATCH (1024) vs torchattacks/foolbox, their
 #                floors and large-batch bounds; DeepFool also unpadded with autotuning off
 #   train-fp32   every defense, one run, CUDA graphs on (the default), N images, with the
@@ -82,6 +84,8 @@ estimate() {  # with the rates lines of train-fp32 (its last line) and attacks
 
 stage() {
     case $1 in
+        check) python3 benchmarks/cuda_check.py --device "$device" \
+                   --deepfool-n "${DEEPFOOL_N:-1024}" | tee "$out/check.txt" ;;
         attacks) python3 benchmarks/attacks.py --device "$device" --size 32 \
                      --batch "${ATTACK_BATCH:-1024}" | tee "$out/attacks.txt" ;;
         train-fp32) train train-fp32 --bound-batch "${BOUND_BATCH:-0}" ;;
@@ -94,13 +98,13 @@ stage() {
         # not in the default stages: at full budget it takes minutes even on a GPU
         autoattack) python3 benchmarks/autoattack.py --device "$device" --n "${AA_N:-1000}" \
                         | tee "$out/autoattack.txt" ;;
-        *) echo "unknown stage $1 (attacks train-fp32 concurrent train-eager train-bf16" \
-                "estimate autoattack)" >&2; return 2 ;;
+        *) echo "unknown stage $1 (check attacks train-fp32 concurrent train-eager" \
+                "train-bf16 estimate autoattack)" >&2; return 2 ;;
     esac
 }
 
 stages=("$@")
-[ $# -gt 0 ] || stages=(attacks train-fp32 concurrent train-eager train-bf16 estimate)
+[ $# -gt 0 ] || stages=(check attacks train-fp32 concurrent train-eager train-bf16 estimate)
 failed=()
 for name in "${stages[@]}"; do  # a failed stage does not cost the figures of the others
     (stage "$name") || failed+=("$name")

@@ -20,12 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "DEVICE": "cpu", "N": "8", "BATCH": "4",
-           "BOUND_BATCH": "8", "N_CONCURRENT": "8", "ATTACK_BATCH": "8", "CONCURRENT": "1 2"}
+           "BOUND_BATCH": "8", "N_CONCURRENT": "8", "ATTACK_BATCH": "8", "CONCURRENT": "1 2",
+           "DEEPFOOL_N": "8"}
     subprocess.run(["bash", str(ROOT / "benchmarks/gpu.sh")], check=True, env=env,
                    capture_output=True, text=True)
     files = {path.name: path.read_text() for path in tmp_path.iterdir()}
-    assert set(files) == {"machine.txt", "attacks.txt", "train-fp32.txt", "concurrent.txt",
-                          "train-eager.txt", "train-bf16.txt", "estimate.txt"}
+    assert set(files) == {"machine.txt", "check.txt", "attacks.txt", "train-fp32.txt",
+                          "concurrent.txt", "train-eager.txt", "train-bf16.txt", "estimate.txt"}
+    assert "skipped: no CUDA graphs" in files["check.txt"]
+    assert files["check.txt"].splitlines()[-1].startswith("deepfool padded = exact")
     attacks = files["attacks.txt"].splitlines()
     assert "deepfool-step vs torchattacks: success" in files["attacks.txt"]
     assert attacks[-1].startswith("summary: PGD-20") and "x bound" in attacks[-1]

@@ -176,3 +176,31 @@ def test_graphed_pgd_evaluation_equals_eager(make_settings, tmp_path, emulated):
     model = torch.nn.Identity()
     assert [evaluate_module.attack_chunk(settings, model, attack, "cpu").enabled
             for attack in ("clean", "fgsm", "pgd", "deepfool")] == [False, True, True, False]
+
+
+def test_the_gpu_run_s_check_passes_correct_graphs_and_fails_stale_ones(emulated, monkeypatch):
+    """benchmarks/cuda_check.py (gpu.sh's first stage) through the emulated capture: graphed
+    and eager training and evaluation agree; a graph whose replays return the captured
+    batch's outputs (as an empty or mis-fed graph would) is caught."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cuda_check",
+                                                  ROOT / "benchmarks" / "cuda_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    monkeypatch.setattr(check, "graphs_wanted", lambda setting, device: setting == "auto")
+    config = check.apply_overrides(check.load_config(ROOT / "config.yaml"), [
+        "model.pretrained=none", "protocol.pgd.steps=2", "protocol.trades_pgd.steps=2"])
+    device, batch = torch.device("cpu"), 4
+    split = check._benchmark("train").synthetic_split(
+        (graphs.WARMUP + 3) * batch + batch // 2, 32, device)
+    assert check.check_training(config, split, batch, device)
+    assert check.check_evaluation(config, split, batch, device)
+
+    class Stale(Emulated):
+        @classmethod
+        def capture(cls, fn, inputs):
+            outputs = fn(*inputs)
+            return lambda: outputs
+    monkeypatch.setattr(graphs.StepGraph.__init__, "__defaults__", (1, Stale))
+    assert not check.check_evaluation(config, split, batch, device)
