@@ -28,7 +28,8 @@ def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
     assert set(files) == {"machine.txt", "check.txt", "attacks.txt", "train-fp32.txt",
                           "concurrent.txt", "train-eager.txt", "train-bf16.txt", "estimate.txt"}
     assert "skipped: no CUDA graphs" in files["check.txt"]
-    assert files["check.txt"].splitlines()[-1].startswith("deepfool padded = exact")
+    last = files["check.txt"].splitlines()[-1]
+    assert last.startswith("deepfool padded = exact") and last.endswith("ok")
     attacks = files["attacks.txt"].splitlines()
     assert "deepfool-step vs torchattacks: success" in files["attacks.txt"]
     assert attacks[-1].startswith("summary: PGD-20") and "x bound" in attacks[-1]

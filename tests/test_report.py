@@ -45,6 +45,22 @@ def test_caption_names_source_metric_seeds_protocol(tables):
         assert part in text
 
 
+def test_caption_takes_each_protocol_value_from_the_evaluations_that_read_it(tables):
+    """A changed DeepFool setting reruns only the DeepFool evaluations (params:): the others
+    keep recording the old value, which they never read. The caption shows the new one; two
+    evaluations that both read a value and disagree on it are an error."""
+    evals = fake_evals(tables[4])
+    for ev in evals:
+        ev["protocol"] = {"epsilon": 0.031, "deepfool": {"steps": 5 if ev["attack"] == "deepfool"
+                                                         else 20}}
+    text = report.caption(tables[4], evals)
+    assert "deepfool.steps=5" in text and "deepfool.steps=20" not in text
+    assert "epsilon=0.031" in text
+    next(ev for ev in evals if ev["attack"] == "deepfool")["protocol"]["deepfool"]["steps"] = 9
+    with pytest.raises(ValueError, match="protocol.deepfool"):
+        report.caption(tables[4], evals)
+
+
 def test_mixed_sources_refused(tables):
     evals = fake_evals(tables[1])
     evals[0]["data_source"] = "real CIFAR-10 (torchvision)"

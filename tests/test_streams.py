@@ -10,6 +10,15 @@ def test_each_use_has_its_own_stream():
     assert len({tuple(d.tolist()) for d in draws.values()}) == len(streams.USES)
 
 
+def test_the_seeds_are_those_every_result_so_far_was_made_with():
+    """Changing a seed changes every number of every table: it must be a decision."""
+    salts = {"shuffle": 0, "train_noise": 1, "eval_noise": 2, "audit_pgd": 4, "autoattack": 5,
+             "epsilon": 6}
+    for use, salt in salts.items():
+        assert streams.stream_seed(3, 7, use) == 1_000_003 * 3 + 1009 * 7 + salt
+    assert set(streams.USES) == set(salts)
+
+
 def test_a_stream_depends_on_seed_index_use_and_offset_only():
     def draw(*args, **kwargs):
         return torch.rand(4, generator=streams.generator(*args, **kwargs))

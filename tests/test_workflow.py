@@ -103,40 +103,48 @@ TABLE4_ALL = {"train": 18, "evaluate": 72, "accuracy_table": 1}
 TABLEA_CIFAR10 = {"audit_evaluate": 21, "audit_table": 1}  # Table A's CIFAR-10 half
 
 
-@pytest.mark.parametrize("table, change, expected", [
-    ("table4", {"protocol": {"epsilon": 0.05}}, TABLE4_ALL),  # cl-fgsm trains, is attacked
-    ("table4", {"training": {"lr": 1e-4}}, TABLE4_ALL),
-    ("table4", {"model": {"pretrained": "none"}}, TABLE4_ALL),
-    ("table4", {"data": {"split_seed": 7}}, TABLE4_ALL),
-    ("table4", {"protocol": {"cl": {"distance": "euclidean"}}}, TABLE4_ALL),
-    ("table4", {"protocol": {"pgd": {"steps": 10}}}, {"evaluate": 18, "accuracy_table": 1}),
-    ("table4", {"protocol": {"deepfool": {"steps": 5}}}, {"evaluate": 18, "accuracy_table": 1}),
-    ("table4", {"data": {"datasets": {"cifar10": {"subset": {"test": 500}}}}},
+EPSILON_PLOT = "plots/epsilon.png"
+
+
+@pytest.mark.parametrize("target, change, expected", [
+    ("table4.md", {"protocol": {"epsilon": 0.05}}, TABLE4_ALL),  # cl-fgsm trains, is attacked
+    ("table4.md", {"training": {"lr": 1e-4}}, TABLE4_ALL),
+    ("table4.md", {"model": {"pretrained": "none"}}, TABLE4_ALL),
+    ("table4.md", {"data": {"split_seed": 7}}, TABLE4_ALL),
+    ("table4.md", {"protocol": {"cl": {"distance": "euclidean"}}}, TABLE4_ALL),
+    ("table4.md", {"protocol": {"pgd": {"steps": 10}}}, {"evaluate": 18, "accuracy_table": 1}),
+    ("table4.md", {"protocol": {"deepfool": {"steps": 5}}}, {"evaluate": 18, "accuracy_table": 1}),
+    ("table4.md", {"data": {"datasets": {"cifar10": {"subset": {"test": 500}}}}},
      {"evaluate": 72, "accuracy_table": 1}),  # the test set: evaluations only
-    ("table4", {"protocol": {"topk_average": "sample"}}, {"evaluate": 72, "accuracy_table": 1}),
-    ("table4", {"report": {"compare_with_paper": True}}, {"accuracy_table": 1}),
-    ("table4", {"protocol": {"trades": {"beta": 2.0}}}, {}),  # Table 4 has no TRADES run
-    ("table4", {"data": {"datasets": {"mnist": {"val_size": 1000}}}}, {}),  # nor MNIST
-    ("table4", {"resources": {"train": {"mem_mb": 1000, "threads": 1}}}, {}),
+    ("table4.md", {"protocol": {"topk_average": "sample"}}, {"evaluate": 72, "accuracy_table": 1}),
+    ("table4.md", {"report": {"compare_with_paper": True}}, {"accuracy_table": 1}),
+    ("table4.md", {"protocol": {"trades": {"beta": 2.0}}}, {}),  # Table 4 has no TRADES run
+    ("table4.md", {"data": {"datasets": {"mnist": {"val_size": 1000}}}}, {}),  # nor MNIST
+    ("table4.md", {"resources": {"train": {"mem_mb": 1000, "threads": 1}}}, {}),
     # the audit reads the table's threat model and PGD, its images and its own budget
-    ("tableA", {"protocol": {"pgd": {"steps": 10}}},  # and the PGD-trained runs retrain
+    ("tableA.md", {"protocol": {"pgd": {"steps": 10}}},  # and the PGD-trained runs retrain
      {"train": 12, "audit_evaluate": 42, "audit_table": 1}),
-    ("tableA", {"data": {"datasets": {"cifar10": {"subset": {"test": 500}}}}},
+    ("tableA.md", {"data": {"datasets": {"cifar10": {"subset": {"test": 500}}}}},
      TABLEA_CIFAR10),
-    ("tableA", {"audit": {"n_images": 100}}, {**TABLEA_CIFAR10, "audit_evaluate": 42}),
-    ("tableA", {"audit": {"autoattack": {"square": {"queries": 100}}}},
+    ("tableA.md", {"audit": {"n_images": 100}}, {**TABLEA_CIFAR10, "audit_evaluate": 42}),
+    ("tableA.md", {"audit": {"autoattack": {"square": {"queries": 100}}}},
      {**TABLEA_CIFAR10, "audit_evaluate": 42}),
-    ("tableA", {"protocol": {"deepfool": {"steps": 5}}}, {}),  # no audit reads DeepFool
-    ("tableA", {"audit": {"epsilons": [0, 8]}}, {}),  # the ε curve's, not Table A's
-    ("tableA", {"audit": {"tolerance": 2.0}}, {}),  # the masking checks' (report only)
+    ("tableA.md", {"protocol": {"deepfool": {"steps": 5}}}, {}),  # no audit reads DeepFool
+    ("tableA.md", {"audit": {"epsilons": [0, 8]}}, {}),  # the ε curve's, not Table A's
+    ("tableA.md", {"audit": {"tolerance": 2.0}}, {}),  # the masking checks' (report only)
+    # the ε curve reads the table's ε (its step-to-ε ratio) and its own ε grid
+    (EPSILON_PLOT, {"protocol": {"epsilon": 0.05}},  # and every run that trains on ε retrains
+     {"train": 30, "audit_evaluate": 42, "epsilon_plot": 1}),
+    (EPSILON_PLOT, {"audit": {"epsilons": [0, 8]}}, {"audit_evaluate": 42, "epsilon_plot": 1}),
+    (EPSILON_PLOT, {"audit": {"autoattack": {"square": {"queries": 100}}}}, {}),
 ])
-def test_a_changed_value_reruns_exactly_the_jobs_that_read_it(built_tables, table, change,
+def test_a_changed_value_reruns_exactly_the_jobs_that_read_it(built_tables, target, change,
                                                               expected):
     """Rules pass what their output depends on as params:, so Snakemake's params trigger reruns
     them (and what depends on them), and nothing else."""
     folder, base = built_tables
     changed = write_config(folder, change, f"changed-{uuid.uuid4().hex}.yaml")
-    target = str(folder / "results" / f"{table}.md")
+    target = str(folder / "results" / target)
     assert job_counts(target, "--configfile", str(base), str(changed)) == expected
 
 
@@ -161,12 +169,13 @@ def test_a_deleted_intermediate_is_named_with_the_command_that_rebuilds_it(tmp_p
 
 @pytest.fixture(scope="module")
 def built_tables(tmp_path_factory):
-    """Tables 4 and A of config.yaml and all they need, pretend-built once (dry runs change
-    nothing)."""
+    """Tables 4 and A and the ε curve of config.yaml and all they need, pretend-built once (dry
+    runs change nothing)."""
     folder = tmp_path_factory.mktemp("tables")
     base = write_config(folder, {}, "base.yaml")
     config = load_config(ROOT / "config.yaml", base)
-    targets = [str(folder / "results" / f"{table}.md") for table in ("table4", "tableA")]
+    targets = [str(folder / "results" / name) for name in ("table4.md", "tableA.md",
+                                                           EPSILON_PLOT)]
     _pretend_built(config, base, targets)
     assert job_counts(*targets, "--configfile", str(base)) == {}  # up to date
     return folder, base
@@ -407,7 +416,9 @@ def test_local_jobs_that_may_use_cuda_run_as_processes_on_slot_cards(tmp_path, m
     """training.device auto with a (pretend) visible card: training, evaluation and the audit
     each run `python -m repro` as a child on its slot's card (repro.gpus), here on the CPU,
     and the child's training equals the in-process one."""
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    # card 99: handed out like a real one, but no torch sees it, so the child runs on the
+    # CPU here and on a GPU machine alike
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "99")
     config = _one_run_config(tmp_path)
     config.write_text(config.read_text().replace("device: cpu", "device: auto"))
     run_dir = tmp_path / "one/runs/cifar10/cl-fgsm-output-beta6/seed0"
@@ -417,7 +428,7 @@ def test_local_jobs_that_may_use_cuda_run_as_processes_on_slot_cards(tmp_path, m
             for log in (tmp_path / "one/logs" / stage).rglob("*.log")]
     assert len(logs) == 3
     for log in logs:
-        assert "on CUDA_VISIBLE_DEVICES=0: " in log.read_text(), log
+        assert "on CUDA_VISIBLE_DEVICES=99: " in log.read_text(), log
     assert read_eval(run_dir / "eval/clean.json")["provenance"]["device"] == "cpu"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     in_place = tmp_path / "in-place/model.pt"
@@ -426,6 +437,22 @@ def test_local_jobs_that_may_use_cuda_run_as_processes_on_slot_cards(tmp_path, m
                     "--layer", "output", "--beta", "6", "--out", str(in_place), "--no-progress",
                     "--device", "cpu"], check=True, cwd=ROOT, capture_output=True)
     assert _metrics(in_place) == _metrics(run_dir / "model.pt")
+
+
+@pytest.mark.slow
+def test_a_changed_attack_setting_rebuilds_its_evaluations_and_the_table(tmp_path):
+    """The rerun of a DeepFool change leaves the other JSONs with the old value, which they
+    never read: the table is built, and its caption gives the new value."""
+    config = _smoke_config(tmp_path, "one", evaluation={"attacks": ["fgsm", "deepfool"]},
+                           grid={"seeds": [0], "layer_ablation": {"layers": ["output"]}})
+    target = str(tmp_path / "one/table4.md")
+    snakemake(target, "--cores", "2", "--configfile", str(config))
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({"protocol": {"deepfool": {"steps": 3}}}))
+    arguments = (target, "--configfile", str(config), str(changed))
+    assert job_counts(*arguments) == {"evaluate": 1, "accuracy_table": 1}
+    snakemake(*arguments, "--cores", "2")
+    assert "deepfool.steps=3" in Path(target).read_text()
 
 
 def _rebuild(command: list[str], damaged: Path, what: str) -> None:

@@ -52,14 +52,19 @@ def caption(tables: list[Table], evals: list[dict]) -> str:
         + _one({ev["data_source"] for ev in evals if ev["run"]["dataset"] == t.dataset},
                "data source") for t in tables)
     threat = _one({ev["threat_model"]["text"] for ev in evals}, "threat model")
-    n = _one({ev["n"] for ev in evals}, "image count")
+    counts = {t.dataset: _one({ev["n"] for ev in evals if ev["run"]["dataset"] == t.dataset},
+                              f"image count of {DATASET_NAMES[t.dataset]}") for t in tables}
+    images = (f"{next(iter(counts.values()))} test images of each dataset"
+              if len(set(counts.values())) == 1 else
+              "test images of each dataset (" + ", ".join(
+                  f"{DATASET_NAMES[d]}: {n}" for d, n in counts.items()) + ")")
     seeds = ", ".join(map(str, tables[0].seeds))
     tables_words = " and ".join(map(str, AUDIT_TABLES))
     return (f"Table A: top-1 accuracy (%) of the models of Tables {tables_words}: "
             f"clean, under the table's PGD-{steps} (step {pgd['step_size']:.4g}, "
             f"{'random' if pgd['random_start'] else 'no random'} start) and under AutoAttack "
             f"(APGD-CE, APGD-T, FAB-T, Square from torchattacks; a point counts as robust only "
-            f"if every component fails), on the same first {n} test images of each dataset. PGD − "
+            f"if every component fails), on the same first {images}. PGD − "
             f"AutoAttack: the robustness the PGD column overstates. Threat model, as the PGD "
             f"column's: {threat}. Budgets: "
             f"{_budget_words(evals[0]['budget'], evals[0]['original_budget'])}. "

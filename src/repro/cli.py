@@ -33,14 +33,14 @@ def _config(args) -> dict:
     return validate_config(apply_overrides(load_config(args.config, *args.configfile), args.set))
 
 
-def _use_threads(args, config: dict) -> None:
+def _use_threads(args, config: dict, stage: str | None = None) -> None:
     """torch's threads: ``--threads``, else the config's ``resources.<stage>.threads``, the
     count a workflow job of the same stage runs with (unless --cores is lower): results on
     CPU depend on the thread count, so a run by hand repeats the workflow's numbers."""
     import torch
 
     torch.set_num_threads(args.threads if args.threads is not None
-                          else config["resources"][args.command]["threads"])
+                          else config["resources"][stage or args.command]["threads"])
 
 
 def _run(args) -> RunSpec:
@@ -149,6 +149,7 @@ def _main(args) -> int:
     elif args.command == "evaluate" and args.attack in AUDITS:
         from .audit import evaluate_audit
 
+        _use_threads(args, config, "audit")
         result = evaluate_audit(settings, _run(args), args.checkpoint, args.attack, args.out,
                                 args.device)
         print(json.dumps({k: v for k, v in result.items() if k.endswith("top1")

@@ -11,9 +11,13 @@ child process whose ``CUDA_VISIBLE_DEVICES`` is the card of a free slot. The loc
 ``resources: gpu: N`` is the number of slots, hence of GPU jobs at once; slot i gets card
 i mod (cards visible), so N = 4 on a one-GPU machine runs four jobs on it and N = 4 on a
 two-GPU one runs two on each. Every local job that may use CUDA runs so, whatever ``gpu`` it
-asks: two jobs capturing CUDA graphs as threads of one process would share PyTorch's capture
-stream. A cluster job is already a process of its own on its own card (its Snakemake is not
-the main process): it runs in place.
+asks (a job asking ``gpu: 0`` then takes a slot that Snakemake does not count): a CUDA-graph
+capture in one thread fails when another thread of the process allocates GPU memory meanwhile.
+A cluster job is already a process of its own on its own card (its Snakemake is not the main
+process): it runs in place, as does every job when the default profile's force-use-threads is
+overridden (each is then a Snakemake subprocess, on the first visible card). ``cuda:N`` names a
+card for jobs run in place and by hand; a local run spreads its children over the visible
+cards instead (restrict those with ``CUDA_VISIBLE_DEVICES``).
 """
 from __future__ import annotations
 

@@ -52,8 +52,15 @@ class CudaCapture:
         """Record ``fn(*inputs)`` (nothing runs yet); returns a call that replays it."""
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.device(inputs[0].device):
-            with torch.cuda.graph(graph, stream=torch.cuda.Stream()):
-                outputs = fn(*inputs)
+            current = torch.cuda.current_stream()
+            try:
+                with torch.cuda.graph(graph, stream=torch.cuda.Stream()):
+                    outputs = fn(*inputs)
+            except RuntimeError:
+                # a failed capture_end leaves the capture stream current: eager work after
+                # the failure (StepGraph's fallback) belongs on the stream it ran on before
+                torch.cuda.set_stream(current)
+                raise
 
         def replay():
             graph.replay()
@@ -104,7 +111,8 @@ class StepGraph:
             try:
                 self.replay = self.backend.capture(self.fn, self.static)
             except RuntimeError as error:
-                self.failure = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                cause = error.__context__ or error  # capture_end's error hides the first one
+                self.failure = f"{type(cause).__name__}: {cause}".splitlines()[0][:300]
                 print(f"CUDA graph capture failed, running eagerly: {self.failure}",
                       file=sys.stderr)
                 self.enabled = False

@@ -8,28 +8,50 @@ rerun no job). Torch-free, so that parsing the workflow does not import PyTorch.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from .config import Protocol, RunSpec, Settings
 
+# The protocol keys each evaluation attack reads (attacks.run_attack), beside its checkpoint's.
+ATTACK_READS = {"clean": (), "fgsm": ("epsilon", "attack_space", "clip"),
+                "pgd": ("epsilon", "pgd", "attack_space", "clip"),
+                "deepfool": ("deepfool", "attack_space", "clip")}
 
-def training_protocol(defense: str, protocol: Protocol) -> dict:
-    """The protocol values that training ``defense`` reads (defenses.py), and no other.
+
+def training_keys(defense: str) -> tuple[str, ...]:
+    """The protocol keys that training ``defense`` reads (defenses.py), and no other.
 
     Every defense reads the input space and normalization (the model's wrapper); the adversarial
     ones the budget of their training attack (defenses._budget); TRADES and CL their losses."""
-    used = {"attack_space": protocol.attack_space, "normalization": protocol.normalization}
+    keys = ["attack_space", "normalization"]
     if defense == "standard":
-        return used
+        return tuple(keys)
     if defense == "trades-pgd":  # ledger 4: its own budget
-        used["trades_pgd"] = vars(protocol.trades_pgd)
+        keys.append("trades_pgd")
     else:
-        used["epsilon"] = protocol.epsilon
+        keys.append("epsilon")
         if defense.endswith("pgd"):
-            used["pgd"] = vars(protocol.pgd)
+            keys.append("pgd")
     if defense.startswith("trades"):
-        used["trades"] = vars(protocol.trades)
+        keys.append("trades")
     if defense.startswith("cl"):
-        used["cl"] = vars(protocol.cl)
-    return used
+        keys.append("cl")
+    return tuple(keys)
+
+
+def training_protocol(defense: str, protocol: Protocol) -> dict:
+    """The values of :func:`training_keys` (what a checkpoint's run record holds)."""
+    values = {key: getattr(protocol, key) for key in training_keys(defense)}
+    return {key: vars(value) if dataclasses.is_dataclass(value) else value
+            for key, value in values.items()}
+
+
+def evaluation_keys(defense: str, attack: str) -> tuple[str, ...]:
+    """The protocol keys an evaluation's accuracy depends on: its checkpoint's, its attack's
+    and the averaging. Only these are rebuilt when they change (params:), so only these of
+    the protocol an evaluation JSON records are sure to be current (report.caption)."""
+    keys = training_keys(defense) + ATTACK_READS[attack] + ("topk_average",)
+    return tuple(dict.fromkeys(keys))
 
 
 def run_record(settings: Settings, run: RunSpec) -> dict:
@@ -77,10 +99,19 @@ def audit_record(settings: Settings, run: RunSpec, kind: str) -> dict:
     Not DeepFool's settings or the averaging, which no audit reads, nor the masking checks'
     thresholds (``audit.tolerance``, ``near_zero``), which only the report reads."""
     protocol, audit = settings.protocol, settings.audit
+    own = ({"autoattack": _sorted(audit.autoattack)} if kind == "autoattack"
+           else {"epsilons": list(audit.epsilons)})
     return {"epsilon": protocol.epsilon, "space": protocol.attack_space, "clip": protocol.clip,
             "pgd": vars(protocol.pgd), "test_subset": _test_subset(settings, run.dataset),
-            "n_images": audit.n_images, "chunk_size": audit.chunk_size,
-            kind: audit.autoattack if kind == "autoattack" else list(audit.epsilons)}
+            "n_images": audit.n_images, "chunk_size": audit.chunk_size, **own}
+
+
+def _sorted(value):
+    """A config dict with its keys in one order: Snakemake compares params as text, so YAML
+    keys written in another order must not rerun the expensive AutoAttack jobs."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    return value
 
 
 def _test_subset(settings: Settings, dataset: str):

@@ -22,6 +22,7 @@ from repro.artifacts import read_eval
 from repro.config import RunSpec, format_beta
 from repro.grid import ATTACK_NAMES, DATASET_NAMES, Table, layer_label
 from repro.io import atomic_path, write_text
+from repro.records import evaluation_keys
 
 Cell = tuple[float, float, int]  # mean, std, number of seeds
 
@@ -84,15 +85,29 @@ def caption(table: Table, evals: list[dict]) -> str:
     """Title plus what a reader needs to trust the numbers: data, metric, seeds, n, protocol."""
     evals = _relevant(table, evals)
     source = _single({ev.get("data_source", "unknown") for ev in evals}, "data source", table)
-    protocol = _single({json.dumps(ev.get("protocol", {}), sort_keys=True) for ev in evals},
-                       "protocol", table)
+    protocol = _protocol(table, evals)
     sizes = sorted({int(ev["n"]) for ev in evals if "n" in ev})
     seeds = ", ".join(str(s) for s in table.seeds)
     return (f"Table {table.number}: {table.title}. "
             f"Data: {source}. "
             f"Metric: {table.metric} accuracy (%) on {sizes and '/'.join(map(str, sizes)) or '?'} "
             f"test images per run. Cells: mean (sample std) over seeds {seeds}. "
-            f"Protocol: {'; '.join(_flatten('', json.loads(protocol))) or 'not recorded'}.")
+            f"Protocol: {'; '.join(_flatten('', protocol)) or 'not recorded'}.")
+
+
+def _protocol(table: Table, evals: list[dict]) -> dict:
+    """The protocol values the table's numbers depend on, each from the evaluations that read
+    it (records.evaluation_keys). An evaluation JSON records the whole protocol, but a changed
+    DeepFool setting reruns only the DeepFool evaluations: the others keep the old value of a
+    key they never read. Evaluations that read a key must agree on it."""
+    values: dict[str, set] = {}
+    for ev in evals:
+        recorded = ev.get("protocol", {})
+        for key in evaluation_keys(ev["run"]["defense"], ev["attack"]):
+            if key in recorded:
+                values.setdefault(key, set()).add(json.dumps(recorded[key], sort_keys=True))
+    return {key: json.loads(_single(found, f"protocol.{key}", table))
+            for key, found in values.items()}
 
 
 # ---- the paper's numbers ----
