@@ -226,9 +226,10 @@ def _smoke_config(folder: Path, name: str, *presets: str, **changes) -> Path:
     return path
 
 
-# Half the smoke preset's test images, for CI's time: the attacks' cost is per image.
+# For CI's time: half the smoke preset's test images (the attacks' cost is per image) and one
+# epoch (early stopping and resuming are tested on their own).
 SMALLER = {"data": {"datasets": {name: {"subset": {"test": 16}} for name in ("cifar10", "mnist")}},
-           "audit": {"n_images": 16}}
+           "audit": {"n_images": 16}, "training": {"max_epochs": 1}}
 
 
 @pytest.fixture(scope="module")
