@@ -30,13 +30,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from repro import streams, train  # noqa: E402
-from repro.attacks import attack_noise, deepfool  # noqa: E402
+from repro import train  # noqa: E402
+from repro.attacks import deepfool  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
 from repro.config import DEFENSES, Settings, load_config  # noqa: E402
-from repro.device import prepare_model, select_device, to_device  # noqa: E402
-from repro.evaluate import attack_chunk  # noqa: E402
-from repro.graphs import WARMUP, graphs_wanted  # noqa: E402
+from repro.device import prepare_model, select_device  # noqa: E402
+from repro.evaluate import attack_logits  # noqa: E402
+from repro.graphs import WARMUP  # noqa: E402
 from repro.grid import main_run  # noqa: E402
 
 RTOL, ATOL = 1e-3, 1e-5  # weights after 6 AdamW steps; logits of a fixed model
@@ -71,10 +71,7 @@ def compare(what: str, actual, expected) -> list[str]:
 
 def one_epoch(config, graphs: str, run, split, batch, device):
     settings = settings_with(config, graphs)
-    model = prepare_model(settings, "cifar10", device, seed=0)
-    graphed = graphs_wanted(settings.training.cuda_graphs, device)
-    optimizer = train.make_optimizer(settings, model, run, graphed)
-    step = train.training_step(settings, model, optimizer, run, device, batch, graphed)
+    model, _, step = train.training_setup(settings, run, device, batch)
     loss, accuracy = train._train_epoch(settings, model, step, split, run, batch, 0, device,
                                         False)
     return torch.tensor([loss, accuracy]), model.state_dict(), dict(step.calls)
@@ -102,17 +99,8 @@ def check_evaluation(config, split, chunk, device) -> bool:
             settings = settings_with(config, graphs, f"evaluation.chunk_size={chunk}",
                                      "protocol.pgd.random_start=true")
             model = prepare_model(settings, "cifar10", device, seed=0).eval()
-            run_chunk = attack_chunk(settings, model, attack, device)
-            generator = streams.generator(0, 0, "eval_noise")
-            found = []
-            for start in range(0, len(split), chunk):
-                pixels = split.images[start:start + chunk].float().div(255)
-                inputs = model.to_input(pixels)
-                noise = attack_noise(attack, settings.protocol, inputs.shape, generator)
-                noise = [] if noise is None else [to_device(noise, device)]
-                found.append(run_chunk(inputs, split.labels[start:start + chunk], *noise)
-                             .float().cpu())
-            logits[graphs] = (torch.cat(found), dict(run_chunk.calls))
+            found, run_chunk = attack_logits(settings, model, attack, split, 0, device)
+            logits[graphs] = (found, dict(run_chunk.calls))
         calls = logits["auto"][1]
         problems = [] if calls.get("graph", 0) >= 2 else [f"chunks ran as {calls}"]
         passed &= verdict(f"evaluation {attack}",

@@ -66,12 +66,9 @@ def epoch_seconds(settings, run, split, batch, device, barrier=None) -> float:
     """One timed epoch of the pipeline's own loop, after a warm-up batch (cuDNN autotuning,
     the allocator) or, with CUDA graphs, WARMUP + 1 of them (the graph's capture too)."""
     torch.manual_seed(0)
-    model = device_setup.prepare_model(settings, "cifar10", device)
-    graphs = graphs_wanted(settings.training.cuda_graphs, device)
-    optimizer = train.make_optimizer(settings, model, run, graphs)
-    step = train.training_step(settings, model, optimizer, run, device, batch, graphs)
+    model, _, step = train.training_setup(settings, run, device, batch)
     warmup = Split(split.images[:batch], split.labels[:batch])
-    for _ in range(WARMUP + 1 if graphs else 1):
+    for _ in range(WARMUP + 1 if step.enabled else 1):
         train._train_epoch(settings, model, step, warmup, run, batch, 0, device, False)
     synchronize(device)
     wait_for_peers(barrier)

@@ -79,7 +79,7 @@ def fake_audits(config, drop=5.0):
 
 def test_table_a_rows_columns_and_caption(paper_config, tmp_path):
     paper_config["grid"]["seeds"] = [0, 1]
-    tables = [grid.tables(paper_config)[n] for n in grid.AUDIT_TABLES]
+    tables = grid.audit_tables(paper_config)
     autoattack, curves = fake_audits(paper_config)
     files = [tmp_path / f"tableA.{ext}" for ext in ("md", "csv", "tex")]
     audit_report.write_table_a(tables, autoattack, *files)
@@ -97,7 +97,7 @@ def test_table_a_rows_columns_and_caption(paper_config, tmp_path):
 
 
 def test_table_a_refuses_a_missing_seed(paper_config, tmp_path):
-    tables = [grid.tables(paper_config)[n] for n in grid.AUDIT_TABLES]  # seeds 0, 1, 2
+    tables = grid.audit_tables(paper_config)  # seeds 0, 1, 2
     autoattack, _ = fake_audits({**paper_config, "grid": {**paper_config["grid"],
                                                           "seeds": [0, 1]}})
     with pytest.raises(ValueError, match="seed"):

@@ -188,7 +188,6 @@ def test_the_gpu_run_s_check_passes_correct_graphs_and_fails_stale_ones(emulated
                                                   ROOT / "benchmarks" / "cuda_check.py")
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
-    monkeypatch.setattr(check, "graphs_wanted", lambda setting, device: setting == "auto")
     config = check.apply_overrides(check.load_config(ROOT / "config.yaml"), [
         "model.pretrained=none", "protocol.pgd.steps=2", "protocol.trades_pgd.steps=2"])
     device, batch = torch.device("cpu"), 4

@@ -404,12 +404,17 @@ def test_a_damaged_file_is_rebuilt_by_the_command_its_error_gives(tmp_path):
     _rebuild(command, checkpoint, "checkpoint")
     assert load_checkpoint(checkpoint)["epochs"] == 2 and (tmp_path / "one/table4.md").exists()
 
-    by_hand = tmp_path / "by-hand/model.pt"
+    assert _metrics(_train_by_hand(config, tmp_path / "by-hand/model.pt")) == \
+        _metrics(checkpoint)
+
+
+def _train_by_hand(config: Path, out: Path, *options: str) -> Path:
+    """The one run of ``_one_run_config`` trained with ``python -m repro train``."""
     subprocess.run([sys.executable, "-m", "repro", "train", "--config", str(ROOT / "config.yaml"),
                     "--configfile", str(config), "--dataset", "cifar10", "--defense", "cl-fgsm",
-                    "--layer", "output", "--beta", "6", "--out", str(by_hand), "--no-progress"],
-                   check=True, cwd=ROOT, capture_output=True)
-    assert _metrics(by_hand) == _metrics(checkpoint)
+                    "--layer", "output", "--beta", "6", "--out", str(out), "--no-progress",
+                    *options], check=True, cwd=ROOT, capture_output=True)
+    return out
 
 
 @pytest.mark.slow
@@ -432,11 +437,7 @@ def test_local_jobs_that_may_use_cuda_run_as_processes_on_slot_cards(tmp_path, m
         assert "on CUDA_VISIBLE_DEVICES=99: " in log.read_text(), log
     assert read_eval(run_dir / "eval/clean.json")["provenance"]["device"] == "cpu"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    in_place = tmp_path / "in-place/model.pt"
-    subprocess.run([sys.executable, "-m", "repro", "train", "--config", str(ROOT / "config.yaml"),
-                    "--configfile", str(config), "--dataset", "cifar10", "--defense", "cl-fgsm",
-                    "--layer", "output", "--beta", "6", "--out", str(in_place), "--no-progress",
-                    "--device", "cpu"], check=True, cwd=ROOT, capture_output=True)
+    in_place = _train_by_hand(config, tmp_path / "in-place/model.pt", "--device", "cpu")
     assert _metrics(in_place) == _metrics(run_dir / "model.pt")
 
 

@@ -62,18 +62,11 @@ def attack_chunk(settings: Settings, model, attack: str, device) -> StepGraph:
     return StepGraph(chunk, settings.attack_chunk_size, graphs)
 
 
-def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attack: str,
-                 out_json: str | Path | None = None, device=None) -> dict:
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; choose from {list(ATTACKS)}")
-    device = select_device(device or settings.training.device)
-    started = time.perf_counter()
-    if out_json is not None:
-        io.remove_temporaries(out_json)
-    model, saved = load_checkpoint(settings, run, checkpoint, device)
-    splits = data.load(settings, run.dataset)
-    test = splits.test.to(device)
-    noise_stream = generator(run.seed, 0, "eval_noise")
+def attack_logits(settings: Settings, model, attack: str, test: data.Split, seed: int,
+                  device) -> tuple[torch.Tensor, StepGraph]:
+    """(logits on the CPU, the chunk runner) of ``model`` at ``attack``'s adversarials of every
+    test image, chunk by chunk; random starts from the run's ``eval_noise`` stream."""
+    noise_stream = generator(seed, 0, "eval_noise")
     chunk = attack_chunk(settings, model, attack, device)
     logits = []
     for pixels, labels in data.batches(test, settings.attack_chunk_size):
@@ -81,7 +74,19 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
         noise = attack_noise(attack, settings.protocol, inputs.shape, noise_stream)
         noise = [] if noise is None else [to_device(noise, device)]
         logits.append(chunk(inputs, labels, *noise).float().cpu())
-    logits = torch.cat(logits)
+    return torch.cat(logits), chunk
+
+
+def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attack: str,
+                 out_json: str | Path | None = None, device=None) -> dict:
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; choose from {list(ATTACKS)}")
+    device = select_device(device or settings.training.device)
+    started = time.perf_counter()
+    model, saved = load_checkpoint(settings, run, checkpoint, device)
+    splits = data.load(settings, run.dataset)
+    test = splits.test.to(device)
+    logits, chunk = attack_logits(settings, model, attack, test, run.seed, device)
     result = {
         "attack": attack,
         **topk_accuracy(logits, test.labels.cpu(), settings.training.batch_size_for(run.dataset),
@@ -102,7 +107,8 @@ def made_by(settings: Settings, run: RunSpec, saved: dict, checkpoint, source: s
     return {
         "run": run.as_dict(), "data_source": source,
         # the whole protocol: the checkpoint's record holds only what its defense's training
-        # read, and load_checkpoint checked that part against these settings
+        # read, and load_checkpoint checked that part against these settings. Only the keys
+        # of records.evaluation_keys are kept current by the workflow (report.caption)
         "protocol": settings.as_dict()["protocol"], "checkpoint": str(checkpoint),
         "training": {"epochs": saved["epochs"], "best_val_loss": saved["best_val_loss"],
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],

@@ -6,12 +6,12 @@ threads of the Snakemake process (the default profile's force-use-threads) share
 interpreter lock, which launch-bound work cannot afford, and every one of them asked for
 ``cuda`` and landed on card 0.
 
-So, locally, a job that asks for a GPU (``resources: gpu: 1``) runs ``python -m repro`` as a
-child process whose ``CUDA_VISIBLE_DEVICES`` is the card of a free slot. The local profile's
+So, locally, a job that may use CUDA runs ``python -m repro`` as a child process whose
+``CUDA_VISIBLE_DEVICES`` is the card of a free slot. The local profile's
 ``resources: gpu: N`` is the number of slots, hence of GPU jobs at once; slot i gets card
 i mod (cards visible), so N = 4 on a one-GPU machine runs four jobs on it and N = 4 on a
-two-GPU one runs two on each. Every local job that may use CUDA runs so, whatever ``gpu`` it
-asks (a job asking ``gpu: 0`` then takes a slot that Snakemake does not count): a CUDA-graph
+two-GPU one runs two on each. A job asking ``gpu: 0`` runs so too, on a slot that Snakemake
+does not count: a CUDA-graph
 capture in one thread fails when another thread of the process allocates GPU memory meanwhile.
 A cluster job is already a process of its own on its own card (its Snakemake is not the main
 process): it runs in place, as does every job when the default profile's force-use-threads is

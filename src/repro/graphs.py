@@ -126,7 +126,7 @@ def graphs_record(setting: str, graph: StepGraph) -> dict:
     """What a checkpoint or evaluation JSON records about graphs: the config's switch, whether
     it took effect on this device, and how many batches ran which way (in this process).
 
-    Kept out of the run's identity (``train.run_record``): graphed and eager steps compute
+    Kept out of the run's identity (``records.run_record``): graphed and eager steps compute
     the same thing, so switching graphs must neither refuse a checkpoint nor retrain it.
     """
     record = {"setting": setting, "used": graph.enabled, "batches": dict(graph.calls)}

@@ -211,10 +211,15 @@ AUDITS = ("autoattack", "epsilon")  # the audit's evaluations of a run (repro.au
 AUDIT_TABLES = (1, 2)  # Table A audits the models of Tables 1 (CIFAR-10) and 2 (MNIST)
 
 
+def audit_tables(config: dict) -> list[Table]:
+    """The tables whose models the audit attacks (Table A's blocks, the ε plot's panels)."""
+    all_tables = tables(config)
+    return [all_tables[number] for number in AUDIT_TABLES]
+
+
 def audit_runs(config: dict) -> list[RunSpec]:
     """The main-table runs, every defense of both datasets and every seed, each once."""
-    all_tables = tables(config)
-    return [run for number in AUDIT_TABLES for run in all_tables[number].runs()]
+    return [run for table in audit_tables(config) for run in table.runs()]
 
 
 def audit_inputs(config: dict, kind: str) -> list[str]:

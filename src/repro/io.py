@@ -23,9 +23,12 @@ class CorruptFile(UserError, RuntimeError):
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+    First removes the temporaries a killed writer of ``path`` left (:func:`remove_temporaries`),
+    so every output of the pipeline is covered, not only those whose writer remembers to."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(path)
     # Not tempfile.mkstemp: its files are mode 0600, so results on a shared cluster filesystem
     # would be unreadable to the rest of the group. os.open applies the umask as usual.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
@@ -54,8 +57,8 @@ def save_torch(path, data) -> None:
 
 def remove_temporaries(path) -> list[Path]:
     """Delete the temporaries that :func:`atomic_path` left beside ``path`` when its process was
-    killed (kill -9, OOM, node failure): a rerun that writes ``path`` calls this first, so a
-    124 MB training state is not orphaned for ever. Only this module's names match."""
+    killed (kill -9, OOM, node failure): :func:`atomic_path` calls this before each write, so
+    a 124 MB training state is not orphaned for ever. Only this module's names match."""
     path = Path(path)
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{32}}\.tmp")
     removed = [tmp for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp")

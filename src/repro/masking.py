@@ -105,14 +105,15 @@ def summary(rows: list[dict]) -> list[str]:
     return lines
 
 
+COLUMNS = ["model", "check", "verdict", "numbers"]  # of run_checks' rows, in the files
+
+
 def checks_markdown(rows: list[dict], about: str) -> str:
-    header = ["model", "check", "verdict", "numbers"]
     return "\n".join(["# Gradient-masking checks", "", about, "", "## Summary", "",
                       *summary(rows), "",
-                      to_markdown(header, [[r[h] for h in header] for r in rows],
+                      to_markdown(COLUMNS, [[r[h] for h in COLUMNS] for r in rows],
                                   "## Every model")])
 
 
 def checks_csv(rows: list[dict]) -> str:
-    header = ["model", "check", "verdict", "numbers"]
-    return to_csv(header, [[r[h] for h in header] for r in rows])
+    return to_csv(COLUMNS, [[r[h] for h in COLUMNS] for r in rows])

@@ -58,13 +58,9 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
     batch_size = cfg.batch_size_for(run.dataset)
     record = run_record(settings, run)
 
-    model = prepare_model(settings, run.dataset, device, run.seed)
-    graphs = graphs_wanted(cfg.cuda_graphs, device)
-    optimizer = make_optimizer(settings, model, run, graphs)
+    model, optimizer, step = training_setup(settings, run, device, batch_size)
     state_path = checkpoint.with_name(checkpoint.name + ".state")
     metrics_path = checkpoint.with_name("metrics.csv")
-    for path in (checkpoint, state_path, metrics_path):
-        io.remove_temporaries(path)
     state = {"epoch": 0, "best_val": float("inf"), "best_model": None, "wait": 0,
              "metrics": [], "elapsed": 0.0}
     if state_path.exists():
@@ -74,12 +70,11 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
             raise RuntimeError(f"{state_path} belongs to another run or config; delete it to "
                                f"start this run from scratch")
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(capturable_state(saved["optimizer"], graphs))
+        optimizer.load_state_dict(capturable_state(saved["optimizer"], step.enabled))
         state = {k: saved[k] for k in state}
         print(f"resuming {run.name} seed {run.seed} after epoch {state['epoch']}",
               file=sys.stderr)
 
-    step = training_step(settings, model, optimizer, run, device, batch_size, graphs)
     show = sys.stderr.isatty() if progress is None else progress
     while state["epoch"] < cfg.max_epochs and state["wait"] < cfg.patience:
         epoch = state["epoch"]
@@ -118,6 +113,17 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
     artifacts.save_checkpoint(checkpoint, result)
     state_path.unlink(missing_ok=True)
     return result
+
+
+def training_setup(settings: Settings, run: RunSpec, device, batch_size: int):
+    """(model, optimizer, step) of ``run`` on ``device``: the model initialized from the run's
+    seed, its AdamW, and the training step, graphed as ``training.cuda_graphs`` says (whether
+    it is: ``step.enabled``). What a training run and the benchmarks of its loop start from."""
+    model = prepare_model(settings, run.dataset, device, run.seed)
+    graphs = graphs_wanted(settings.training.cuda_graphs, device)
+    optimizer = make_optimizer(settings, model, run, graphs)
+    return model, optimizer, training_step(settings, model, optimizer, run, device, batch_size,
+                                           graphs)
 
 
 def make_optimizer(settings: Settings, model, run: RunSpec, graphs: bool):

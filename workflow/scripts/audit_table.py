@@ -6,6 +6,6 @@ from .jobutil import job_log
 
 def main(job):
     with job_log(job):
-        tables = [grid.tables(job.config)[n] for n in grid.AUDIT_TABLES]
+        tables = grid.audit_tables(job.config)
         audit_report.write_table_a(tables, report.load_evals(job.input), job.output.md,
                                    job.output.csv, job.output.tex)
