@@ -34,7 +34,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from repro import attacks  # noqa: E402
 from repro.config import NUM_CLASSES, Settings  # noqa: E402
-from repro.device import prepare_model, select_device  # noqa: E402
+from repro.runtime.device import prepare_model, select_device  # noqa: E402
 
 EPS, ALPHA, PGD_STEPS, DF_STEPS, OVERSHOOT = 8 / 255, 2 / 255, 20, 20, 0.02
 

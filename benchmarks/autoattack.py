@@ -1,4 +1,4 @@
-"""What AutoAttack (repro.autoattack, torchattacks' components) costs per 1,000 images, next
+"""What AutoAttack (repro.attacks.autoattack, torchattacks' components) costs per 1,000 images, next
 to the PGD-20 it audits, timed in the same run on the same model and images.
 
     python benchmarks/autoattack.py --device cpu --n 16 --threads 1
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attacks import prototypes, synchronize, trained_model  # noqa: E402
 from repro import attacks  # noqa: E402
-from repro.autoattack import COMPONENTS, ORIGINAL_BUDGET, autoattack  # noqa: E402
-from repro.device import select_device  # noqa: E402
+from repro.attacks.autoattack import COMPONENTS, ORIGINAL_BUDGET, autoattack  # noqa: E402
+from repro.runtime.device import select_device  # noqa: E402
 
 CASES = {"fooled": 8 / 255, "robust": 1e-4}
 

@@ -30,13 +30,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from repro import train  # noqa: E402
+from repro.runs import train  # noqa: E402
 from repro.attacks import deepfool  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
 from repro.config import DEFENSES, Settings, load_config  # noqa: E402
-from repro.device import prepare_model, select_device  # noqa: E402
-from repro.evaluate import attack_logits  # noqa: E402
-from repro.graphs import WARMUP  # noqa: E402
+from repro.runtime.device import prepare_model, select_device  # noqa: E402
+from repro.runs.evaluate import attack_logits  # noqa: E402
+from repro.runtime.graphs import WARMUP  # noqa: E402
 from repro.grid import main_run  # noqa: E402
 
 RTOL, ATOL = 1e-3, 1e-5  # weights after 6 AdamW steps; logits of a fixed model

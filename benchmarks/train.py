@@ -2,11 +2,11 @@
 
     python benchmarks/train.py --device cpu --n 256 --batch 128
 
-Runs the pipeline's own epoch loop (``repro.train``, which calls
+Runs the pipeline's own epoch loop (``repro.runs.train``, which calls
 ``repro.defenses.training_loss``) on synthetic CIFAR-shaped data, with the protocol of the
 given config (default: the paper's ``config.yaml``; ImageNet weights are not needed for
 timing, so the model starts from random weights). For each defense it also prints the
-matrix work of one training image (``repro.flops``) and the rate at which the device did it;
+matrix work of one training image (``repro.cost.flops``) and the rate at which the device did it;
 on a card whose datasheet peak it knows (or with ``--peak-tflops``), how far the epoch is
 from that FLOP floor. Beside it, the practical bound: the same defense at a large batch
 (``--bound-batch``), where kernels are big enough that launching them costs next to nothing;
@@ -29,13 +29,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from repro import device as device_setup  # noqa: E402
-from repro import train  # noqa: E402
+from repro.runtime import device as device_setup  # noqa: E402
+from repro.runs import train  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
 from repro.config import DEFENSES, NUM_CLASSES, Settings, load_config  # noqa: E402
 from repro.data import Split  # noqa: E402
-from repro.flops import card_peak_tflops, training_flops  # noqa: E402
-from repro.graphs import WARMUP, graphs_wanted  # noqa: E402
+from repro.cost.flops import card_peak_tflops, training_flops  # noqa: E402
+from repro.runtime.graphs import WARMUP, graphs_wanted  # noqa: E402
 from repro.grid import main_run  # noqa: E402
 
 

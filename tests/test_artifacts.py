@@ -2,9 +2,11 @@
 command that rebuilds it (tested end to end in test_workflow)."""
 import pytest
 
-from repro import artifacts, grid, report
+from repro import grid, report
+
+from repro.runs import artifacts
 from repro.config import RunSpec
-from repro.io import CorruptFile, write_json
+from repro.runtime.io import CorruptFile, write_json
 
 RUN = RunSpec("cifar10", "cl-fgsm", 1, "embed5", 6)
 GOOD = {"run": RUN.as_dict(), "attack": "pgd", "top1": 31.25, "top3": 60.0, "top5": 81.0,

@@ -15,7 +15,7 @@ from torch import nn
 from repro import attacks
 from repro.config import DeepFoolConfig, Protocol, Settings
 from repro.data import normalization
-from repro.model import Classifier
+from repro.models.resnet import Classifier
 from tolerance import EPS32, assert_float32_close, relative_perturbation_error
 
 SIZE, N_TEST = 16, 48

@@ -5,10 +5,14 @@ import json
 
 import pytest
 
-from repro import audit_report, grid, masking
-from repro.audit import evaluate_audit
+from repro import grid
+
+from repro.report import audit_report
+
+from repro.report import masking
+from repro.runs.audit import evaluate_audit
 from repro.config import RunSpec, Settings
-from repro.train import train_run
+from repro.runs.train import train_run
 
 RUN = RunSpec("mnist", "standard", seed=0)
 TINY_AUDIT = {"n_images": 16, "chunk_size": 16, "epsilons": [0, 8, 64],

@@ -10,10 +10,10 @@ from torch import nn
 
 from repro import data
 from repro.attacks import pgd
-from repro.audit import audit_autoattack, audit_epsilon
-from repro.autoattack import ORIGINAL_BUDGET, Budget, autoattack
+from repro.runs.audit import audit_autoattack, audit_epsilon
+from repro.attacks.autoattack import ORIGINAL_BUDGET, Budget, autoattack
 from repro.config import RunSpec
-from repro.masking import FAILS, HOLDS, run_checks
+from repro.report.masking import FAILS, HOLDS, run_checks
 
 EPSILON = 0.06  # where PGD-20 leaves this model part of its accuracy
 SMALL = Budget(apgd_ce_steps=20, apgd_t_steps=20, apgd_t_targets=2, fab_t_steps=10,

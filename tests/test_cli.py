@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-import repro.train
+import repro.runs.train
 from repro import cli
 from repro.config import load_config
 
@@ -89,7 +89,7 @@ def test_training_by_hand_uses_the_workflows_thread_count(tmp_path, monkeypatch)
         used.append(torch.get_num_threads())
         return {"epochs": 1, "best_val_loss": 1.0, "metrics": [{"val_acc": 10.0}]}
 
-    monkeypatch.setattr(repro.train, "train_run", fake_train_run)
+    monkeypatch.setattr(repro.runs.train, "train_run", fake_train_run)
     torch.set_num_threads(2)
     threads = load_config(ROOT / "config.yaml", ROOT / "config/smoke.yaml")["resources"]
     assert threads["train"]["threads"] == 1  # the smoke preset's

@@ -2,7 +2,10 @@
 import pandas as pd
 import pytest
 
-from repro import compare, report
+from repro import report
+
+
+from repro.report import compare
 
 LABELS = {"cl-pgd": "ResNet+CL-PGD", "at-pgd": "ResNet+AT-PGD"}
 

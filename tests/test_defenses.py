@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from repro import data
 from repro.config import RunSpec
 from repro.defenses import embedding_distance, training_attack, training_loss
-from repro.model import build_model
+from repro.models.resnet import build_model
 from tolerance import assert_float32_close
 
 # The longest reduction in a weight gradient of ResNet-18 on a batch of 16 MNIST digits: conv1's

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from repro import estimate as estimate_module
+from repro.cost import estimate as estimate_module
 from repro.cli import main
 from repro.config import load_config
-from repro.estimate import cost_notice, estimate, floor_rates, format_estimate, parse_rates
+from repro.cost.estimate import cost_notice, estimate, floor_rates, format_estimate, parse_rates
 from repro.grid import all_runs, checkpoint_path, eval_path
-from repro.measured import MEASURED, device_kind
+from repro.cost.measured import MEASURED, device_kind
 
 
 def test_full_config_counts_every_job_once():

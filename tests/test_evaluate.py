@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from repro.config import RunSpec
-from repro.evaluate import evaluate_run, topk_accuracy
-from repro.artifacts import load_checkpoint, save_checkpoint
-from repro.io import CorruptFile, save_torch
-from repro.train import train_run
+from repro.runs.evaluate import evaluate_run, topk_accuracy
+from repro.runs.artifacts import load_checkpoint, save_checkpoint
+from repro.runtime.io import CorruptFile, save_torch
+from repro.runs.train import train_run
 
 from conftest import ROOT
 

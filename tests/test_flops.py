@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from repro.config import RunSpec
-from repro.flops import _CountFlops, card_peak_tflops, training_flops
-from repro.model import build_model
+from repro.cost.flops import _CountFlops, card_peak_tflops, training_flops
+from repro.models.resnet import build_model
 
 
 def forward_flops(settings, dataset="cifar10") -> float:

@@ -1,4 +1,4 @@
-"""GPU slots of a local run (repro.gpus), with pretend cards: which card each concurrent job
+"""GPU slots of a local run (repro.runtime.gpus), with pretend cards: which card each concurrent job
 gets, when a job runs as its own process, and the child command itself (on CPU)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from repro import gpus
+from repro.runtime import gpus
 from repro.cli import _run, build_parser, run_arguments
 from repro.config import RunSpec
 

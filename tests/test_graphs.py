@@ -1,4 +1,4 @@
-"""CUDA-graph dispatch (repro.graphs) on CPU: which batches are graphed, the switch, the run
+"""CUDA-graph dispatch (repro.runtime.graphs) on CPU: which batches are graphed, the switch, the run
 record, and the graphed training and evaluation paths with the capture emulated.
 
 A CPU cannot capture a CUDA graph. ``Emulated`` stands in for ``CudaCapture`` with the same
@@ -16,12 +16,12 @@ import pytest
 import torch
 import yaml
 
-from repro import evaluate as evaluate_module
-from repro import graphs
-from repro import train as train_module
+from repro.runs import evaluate as evaluate_module
+from repro.runtime import graphs
+from repro.runs import train as train_module
 from repro.config import RunSpec, Settings, config_errors
 from repro.records import run_record
-from repro.train import train_run
+from repro.runs.train import train_run
 
 from conftest import ROOT
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def paper_rows() -> dict[int, list[str]]:
     """Row labels per table, in the paper's order, from the paper's reported numbers."""
     rows: dict[int, list[str]] = {}
-    with open(ROOT / "src/repro/reported.csv") as handle:
+    with open(ROOT / "src/repro/report/reported.csv") as handle:
         for rec in csv.DictReader(handle):
             labels = rows.setdefault(int(rec["table"]), [])
             if rec["row_label"] not in labels:

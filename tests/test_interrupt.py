@@ -1,4 +1,5 @@
-"""SIGTERM never hangs a Snakemake run that uses repro.interrupt.relay_sigterm (the workflow does).
+"""SIGTERM never hangs a Snakemake run that uses repro.runtime.interrupt.relay_sigterm (the
+workflow does).
 
 A toy workflow of quick jobs is stopped just after its k-th output appears, which is when the
 scheduler holds its lock to finish that job: with Snakemake's own handler 17 of 20 such stops
@@ -18,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 SNAKEFILE = f"""
 import sys
 sys.path.insert(0, {str(SRC)!r})
-from repro import interrupt
+from repro.runtime import interrupt
 
 onstart:
     interrupt.relay_sigterm()

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from repro.io import (CorruptFile, atomic_path, load_torch, read_json, remove_temporaries,
-                      save_torch, write_json, write_text)
+from repro.runtime.io import (CorruptFile, atomic_path, load_torch, read_json, remove_temporaries,
+                              save_torch, write_json, write_text)
 
 
 def test_a_crash_mid_write_keeps_the_previous_file(tmp_path):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import ledger
+from repro.report import ledger
 from repro.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from repro import lock
+from repro.runtime import lock
 from conftest import ROOT
 
 LOCK = ROOT / "requirements.lock"

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from repro.config import LAYERS
-from repro.model import WeightsUnavailable, build_model, embedding_table
+from repro.models.resnet import WeightsUnavailable, build_model, embedding_table
 from tolerance import assert_float32_close
 
 # ResNet-18's longest reduction (layer4's 3x3 convolutions over 512 channels): two passes that

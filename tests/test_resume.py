@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from repro.artifacts import load_checkpoint
+from repro.runs.artifacts import load_checkpoint
 
 from conftest import ROOT
 

@@ -1,7 +1,7 @@
 """The random streams of a run: one per use, reproducible from (seed, index, use) alone."""
 import torch
 
-from repro import streams
+from repro.runtime import streams
 
 
 def test_each_use_has_its_own_stream():

@@ -3,11 +3,11 @@ import uuid
 import pytest
 import torch
 
-import repro.train as train_module
+import repro.runs.train as train_module
 from repro import records
 from repro.config import RunSpec
-from repro.artifacts import load_checkpoint
-from repro.train import NonFiniteLoss, train_run
+from repro.runs.artifacts import load_checkpoint
+from repro.runs.train import NonFiniteLoss, train_run
 from tolerance import EPSBF16
 
 RUN = RunSpec("cifar10", "at-fgsm", seed=1)

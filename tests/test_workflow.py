@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from repro import grid
-from repro.artifacts import load_checkpoint, read_eval
+from repro.runs.artifacts import load_checkpoint, read_eval
 from repro.config import load_config, merge_config
 
 from conftest import BAD_CONFIGS
@@ -420,7 +420,7 @@ def _train_by_hand(config: Path, out: Path, *options: str) -> Path:
 @pytest.mark.slow
 def test_local_jobs_that_may_use_cuda_run_as_processes_on_slot_cards(tmp_path, monkeypatch):
     """training.device auto with a (pretend) visible card: training, evaluation and the audit
-    each run `python -m repro` as a child on its slot's card (repro.gpus), here on the CPU,
+    each run `python -m repro` as a child on its slot's card (repro.runtime.gpus), here on the CPU,
     and the child's training equals the in-process one."""
     # card 99: handed out like a real one, but no torch sees it, so the child runs on the
     # CPU here and on a GPU machine alike

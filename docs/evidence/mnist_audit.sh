@@ -25,7 +25,7 @@ for run in "standard" "at-pgd" "cl-pgd --layer embed5 --beta 6"; do
 done
 python - "$out" <<'PY'
 import json, pathlib, sys
-from repro import masking
+from repro.report import masking
 out = pathlib.Path(sys.argv[1])
 names = ("standard", "at-pgd", "cl-pgd")
 aa = [json.loads((out / n / "autoattack.json").read_text()) for n in names]

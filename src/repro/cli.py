@@ -8,10 +8,10 @@ import sys
 
 import yaml
 
-from .config import (ATTACKS, DATASETS, DEFENSES, LAYERS, RunSpec, Settings, load_config,
-                     validate_config)
-from .errors import UserError
-from .grid import AUDITS
+from repro.config import (ATTACKS, DATASETS, DEFENSES, LAYERS, RunSpec, Settings, load_config,
+                          validate_config)
+from repro.errors import UserError
+from repro.grid import AUDITS
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
@@ -138,7 +138,7 @@ def _main(args) -> int:
     config = _config(args)
     settings = Settings.from_config(config)
     if args.command == "train":
-        from .train import train_run
+        from repro.runs.train import train_run
 
         _use_threads(args, config)
         result = train_run(settings, _run(args), args.out, args.device,
@@ -147,7 +147,7 @@ def _main(args) -> int:
         print(f"{args.out}: {result['epochs']} epochs, best val loss "
               f"{result['best_val_loss']:.4f}, last val acc {last['val_acc']:.2f}%")
     elif args.command == "evaluate" and args.attack in AUDITS:
-        from .audit import evaluate_audit
+        from repro.runs.audit import evaluate_audit
 
         _use_threads(args, config, "audit")
         result = evaluate_audit(settings, _run(args), args.checkpoint, args.attack, args.out,
@@ -155,15 +155,15 @@ def _main(args) -> int:
         print(json.dumps({k: v for k, v in result.items() if k.endswith("top1")
                           or k in ("attack", "n", "top1_by_epsilon", "fooled_first_by")}))
     elif args.command == "evaluate":
-        from .evaluate import evaluate_run
+        from repro.runs.evaluate import evaluate_run
 
         _use_threads(args, config)
         result = evaluate_run(settings, _run(args), args.checkpoint, args.attack, args.out,
                               args.device)
         print(json.dumps({k: result[k] for k in ("attack", "top1", "top3", "top5", "n")}))
     elif args.command == "estimate":
-        from .estimate import (estimate, floor_rates, format_estimate, measured_rates,
-                               parse_rates)
+        from repro.cost.estimate import (estimate, floor_rates, format_estimate, measured_rates,
+                                         parse_rates)
 
         kind, name, entry = measured_rates(args.device or settings.training.device)
         defaults = [part for part, flag in (("training", args.images_per_second),
@@ -183,7 +183,7 @@ def _main(args) -> int:
             robust_fraction=args.robust_fraction)
         print(format_estimate(measured, floor or None))
     else:
-        from .data import prepare
+        from repro.data import prepare
 
         print(json.dumps(prepare(settings, args.dataset)))
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from repro.errors import UserError
 
 DATASETS = ("cifar10", "mnist")
 DEFENSES = ("standard", "at-fgsm", "at-pgd", "trades-fgsm", "trades-pgd", "cl-fgsm", "cl-pgd")
@@ -116,7 +116,8 @@ class TrainingConfig:
     shuffle: bool = False
     device: str = "auto"
     precision: str = "fp32"
-    cuda_graphs: str = "auto"  # "auto": hot loops as CUDA graphs on CUDA (repro.graphs); "off"
+    # "auto": hot loops as CUDA graphs on CUDA (repro.runtime.graphs); "off"
+    cuda_graphs: str = "auto"
 
     def __post_init__(self):
         _check_choice("training.precision", self.precision, ("fp32", "bf16"))
@@ -209,7 +210,7 @@ class AuditConfig:
     """Evaluation beyond the paper (``audit:``): AutoAttack, the ε curve, the masking checks.
 
     ``autoattack`` holds each component's budget as in the config (see
-    :class:`repro.autoattack.Budget`); ``chunk_size`` is fixed here, not taken from
+    :class:`repro.attacks.autoattack.Budget`); ``chunk_size`` is fixed here, not taken from
     ``evaluation.chunk_size``, because AutoAttack's random draws depend on its batches.
     """
     n_images: int = 1000

@@ -207,7 +207,7 @@ def comparison_files(config: dict) -> list[str]:
 
 # ---- the audit beyond the paper (Table A, the ε curve, the masking checks) ----
 
-AUDITS = ("autoattack", "epsilon")  # the audit's evaluations of a run (repro.audit)
+AUDITS = ("autoattack", "epsilon")  # the audit's evaluations of a run (repro.runs.audit)
 AUDIT_TABLES = (1, 2)  # Table A audits the models of Tables 1 (CIFAR-10) and 2 (MNIST)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import Protocol, RunSpec, Settings
+from repro.config import Protocol, RunSpec, Settings
 
 # The protocol keys each evaluation attack reads (attacks.run_attack), beside its checkpoint's.
 ATTACK_READS = {"clean": (), "fgsm": ("epsilon", "attack_space", "clip"),

@@ -12,7 +12,11 @@ from snakemake.exceptions import WorkflowError
 # process (`run:`), and a cluster job's own Snakemake parses this file again, so that is enough.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from repro import estimate, grid, interrupt, records  # noqa: E402  (needs the path above)
+from repro import grid, records  # noqa: E402  (needs the path above)
+
+from repro.cost import estimate  # noqa: E402  (needs the path above)
+
+from repro.runtime import interrupt  # noqa: E402  (needs the path above)
 import repro.config  # noqa: E402
 from repro.config import ATTACKS, DATASETS, RunSpec, Settings  # noqa: E402
 

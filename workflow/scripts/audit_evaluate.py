@@ -1,5 +1,5 @@
-"""AutoAttack or the ε curve on one checkpoint (repro.audit), written as its JSON."""
-from repro.audit import evaluate_audit
+"""AutoAttack or the ε curve on one checkpoint (repro.runs.audit), written as its JSON."""
+from repro.runs.audit import evaluate_audit
 
 from .jobutil import evaluation, job_log
 

@@ -1,5 +1,7 @@
-"""Table A: clean, PGD and AutoAttack top-1 of the main-table models (repro.audit_report)."""
-from repro import audit_report, grid, report
+"""Table A: clean, PGD and AutoAttack top-1 of the main-table models (repro.report.audit_report)."""
+from repro import grid, report
+
+from repro.report import audit_report
 
 from .jobutil import job_log
 

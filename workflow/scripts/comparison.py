@@ -2,8 +2,12 @@
 then the audit: the robustness claims under AutoAttack and the gradient-masking checks."""
 import csv
 
-from repro import compare, masking, report
-from repro.io import write_text
+from repro import report
+
+from repro.report import compare
+
+from repro.report import masking
+from repro.runtime.io import write_text
 
 from .jobutil import job_log
 

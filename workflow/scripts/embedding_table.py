@@ -1,6 +1,6 @@
 """Table 3 from the model's embedding taps, with shapes for each configured dataset."""
 from repro import grid, report
-from repro.model import embedding_table
+from repro.models.resnet import embedding_table
 
 from .jobutil import job_log
 

@@ -1,5 +1,7 @@
 """PGD top-1 against ε for the main-table models of each dataset, PNG and PDF."""
-from repro import audit_report, grid, report
+from repro import grid, report
+
+from repro.report import audit_report
 
 from .jobutil import job_log
 

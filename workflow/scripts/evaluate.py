@@ -1,5 +1,5 @@
 """Attack one checkpoint with one attack and write the accuracy JSON."""
-from repro.evaluate import evaluate_run
+from repro.runs.evaluate import evaluate_run
 
 from .jobutil import evaluation, job_log
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from repro import gpus
+from repro.runtime import gpus
 from repro.cli import run_arguments
 from repro.config import RunSpec, Settings
 
@@ -55,8 +55,8 @@ def use_threads(job) -> None:
 
 def on_own_card(job, log, command: str, run, *arguments: str) -> bool:
     """Run ``python -m repro COMMAND <run> ARGUMENTS`` as a child process on a free GPU slot's
-    card when this job may use CUDA in the main Snakemake process (repro.gpus); False, having
-    done nothing, otherwise. The child sees its card alone: ``cuda:N`` becomes ``cuda``."""
+    card when this job may use CUDA in the main Snakemake process (repro.runtime.gpus); False,
+    having done nothing, otherwise. The child sees its card alone: ``cuda:N`` becomes ``cuda``."""
     device = job.config["training"]["device"]
     if not gpus.own_process(device, job.main_process):
         return False

@@ -1,9 +1,11 @@
 """The fidelity ledger (docs/fidelity.md) with the values this results folder was built with."""
 from pathlib import Path
 
-from repro import ledger, report
+from repro import report
+
+from repro.report import ledger
 from repro.config import load_config
-from repro.io import write_text
+from repro.runtime.io import write_text
 
 from .jobutil import job_log
 

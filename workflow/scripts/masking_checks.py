@@ -1,6 +1,7 @@
-"""Gradient-masking checks of every main-table model (repro.masking)."""
-from repro import masking, report
-from repro.io import write_text
+"""Gradient-masking checks of every main-table model (repro.report.masking)."""
+from repro import report
+from repro.report import masking
+from repro.runtime.io import write_text
 
 from .jobutil import job_log
 

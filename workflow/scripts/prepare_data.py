@@ -1,7 +1,7 @@
 """Download/validate one dataset (local rule) and write its ready-marker JSON."""
 from repro.config import Settings
 from repro.data import prepare
-from repro.io import write_json
+from repro.runtime.io import write_json
 
 from .jobutil import job_log
 

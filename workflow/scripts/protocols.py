@@ -1,6 +1,7 @@
 """Tables 1 and 2 and the paper's conclusions under each protocol, beside the paper's numbers."""
-from repro import compare, report
-from repro.io import write_text
+from repro import report
+from repro.report import compare
+from repro.runtime.io import write_text
 
 from .jobutil import job_log
 

@@ -1,6 +1,7 @@
 """What made every evaluation of this results folder, one CSV row each."""
-from repro import lock, report
-from repro.io import write_text
+from repro import report
+from repro.runtime import lock
+from repro.runtime.io import write_text
 
 from .jobutil import job_log
 

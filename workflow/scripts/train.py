@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from repro.config import RunSpec, Settings
-from repro.train import train_run
+from repro.runs.train import train_run
 
 from .jobutil import job_log, on_own_card, use_threads
 

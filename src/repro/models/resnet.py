@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import LAYERS, NUM_CLASSES, Settings
-from .data import SHAPES, normalization
+from repro.config import LAYERS, NUM_CLASSES, Settings
+from repro.data import SHAPES, normalization
 
 # Table 3: which torchvision ResNet-18 components produce each representation.
 STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool",

@@ -17,13 +17,17 @@ from pathlib import Path
 
 import torch
 
-from . import data, io, streams
-from .attacks import run_attack
-from .autoattack import COMPONENTS, Budget, autoattack, input_box
-from .config import Protocol, RunSpec, Settings
-from .device import select_device
-from .evaluate import load_checkpoint, made_by
-from .grid import AUDITS
+from repro import data
+
+from repro.runtime import io
+
+from repro.runtime import streams
+from repro.attacks import run_attack
+from repro.attacks.autoattack import COMPONENTS, Budget, autoattack, input_box
+from repro.config import Protocol, RunSpec, Settings
+from repro.runtime.device import select_device
+from repro.runs.evaluate import load_checkpoint, made_by
+from repro.grid import AUDITS
 
 
 def _correct(model, attack: str, inputs, labels, protocol: Protocol, generator=None):

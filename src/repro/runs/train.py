@@ -3,8 +3,8 @@
 Resumable: after every epoch the full state (model, optimizer, best weights, early-stopping
 counters, metrics, RNG state) is written atomically next to the checkpoint, and a restarted
 run continues from its last completed epoch. Shuffling and attack noise draw from streams
-seeded by (seed, epoch) alone (repro.streams) and the weights are initialized from the seed, so
-a resumed run on CPU ends bit-identical to an uninterrupted one.
+seeded by (seed, epoch) alone (repro.runtime.streams) and the weights are initialized from the
+seed, so a resumed run on CPU ends bit-identical to an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -19,14 +19,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, data, io
-from .config import RunSpec, Settings
-from .defenses import step_noise, training_loss
-from .device import prepare_model, select_device, to_device
-from .errors import UserError
-from .graphs import StepGraph, graphs_record, graphs_wanted
-from .records import run_record
-from .streams import generator
+from repro import data
+
+from repro.runs import artifacts
+
+from repro.runtime import io
+from repro.config import RunSpec, Settings
+from repro.defenses import step_noise, training_loss
+from repro.runtime.device import prepare_model, select_device, to_device
+from repro.errors import UserError
+from repro.runtime.graphs import StepGraph, graphs_record, graphs_wanted
+from repro.records import run_record
+from repro.runtime.streams import generator
 
 SYNC_EVERY = 50  # batches between host-device synchronisations (non-finite check, progress)
 
@@ -143,7 +147,7 @@ def capturable_state(optimizer_state: dict, graphs: bool) -> dict:
 def training_step(settings: Settings, model, optimizer, run: RunSpec, device, batch_size: int,
                   graphs: bool) -> StepGraph:
     """``step(inputs, labels[, noise]) -> (loss, logits)``: loss, backward and optimizer step
-    of one batch, as one CUDA graph for full batches when ``graphs`` (see repro.graphs)."""
+    of one batch, as one CUDA graph for full batches when ``graphs`` (see repro.runtime.graphs)."""
     def step(inputs, labels, *noise):
         with autocast(settings, device):
             loss, logits = training_loss(model, inputs, labels, run, settings.protocol,

@@ -18,8 +18,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from .config import NUM_CLASSES, RunSpec, Settings
-from .data import SHAPES
+from repro.config import NUM_CLASSES, RunSpec, Settings
+from repro.data import SHAPES
 
 # Dense tensor-core peaks in TFLOP/s from NVIDIA's datasheets (the datasheets' larger
 # numbers assume 2:4 sparsity). fp32 training runs its convolutions and products as TF32,
@@ -68,8 +68,8 @@ def training_flops(settings: Settings, run: RunSpec, size: int | None = None) ->
     ``size`` overrides the dataset's height and width (the benchmarks time other sizes).
     Weights do not change the count, so the model starts from random ones (no download).
     """
-    from .defenses import training_loss
-    from .model import build_model
+    from repro.defenses import training_loss
+    from repro.models.resnet import build_model
 
     _, height, width = SHAPES[run.dataset]
     shape = (2, 3, size or height, size or width)  # two images: train-mode batch norm

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torchattacks.attacks import apgd, apgdt, fab, square
 
-from .attacks import attacking
+from repro.attacks import attacking
 
 COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 GRADIENT_FREE = ("square",)

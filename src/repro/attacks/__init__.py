@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from .config import Protocol
+from repro.config import Protocol
 
 Range = tuple[float, float] | None
 

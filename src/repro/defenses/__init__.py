@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import attacks
-from .config import Protocol, RunSpec
+from repro import attacks
+from repro.config import Protocol, RunSpec
 
 
 def _budget(defense: str, protocol: Protocol) -> tuple[float, float, int, bool]:

@@ -1,4 +1,4 @@
-"""Table A and the robustness curve, from the audit JSONs (``repro.audit``), never from
+"""Table A and the robustness curve, from the audit JSONs (``repro.runs.audit``), never from
 checkpoints. Rows, seeds and datasets are those of the paper's Tables 1 and 2
 (``grid.AUDIT_TABLES``); aggregation is ``report.aggregate``'s, so a missing seed is an error.
 """
@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from . import report
-from .grid import AUDIT_TABLES, DATASET_NAMES, Table
-from .io import atomic_path, write_text
+from repro import report
+from repro.grid import AUDIT_TABLES, DATASET_NAMES, Table
+from repro.runtime.io import atomic_path, write_text
 
 # Table A's columns: audit JSON key -> header. "drop" is PGD − AutoAttack, image for image.
 COLUMNS = {"clean_top1": "Clean", "pgd_top1": "PGD", "autoattack_top1": "AutoAttack",

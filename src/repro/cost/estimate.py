@@ -1,7 +1,7 @@
 """How many jobs a config implies and roughly how many GPU-hours they take.
 
 ``python -m repro estimate`` prices the config with the rates measured on this kind of device
-(:mod:`repro.measured`); ``--images-per-second standard=400 at-pgd=20 ...`` and
+(:mod:`repro.cost.measured`); ``--images-per-second standard=400 at-pgd=20 ...`` and
 ``--attack-images-per-second pgd=... deepfool=...`` (what ``benchmarks/train.py`` and
 ``benchmarks/attacks.py`` print on the target machine) replace them.
 
@@ -34,10 +34,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from . import grid
-from .autoattack import Budget
-from .config import NUM_CLASSES, RunSpec, Settings
-from .measured import FALLBACK_GPU, MEASURED, device_kind
+from repro import grid
+from repro.attacks.autoattack import Budget
+from repro.config import NUM_CLASSES, RunSpec, Settings
+from repro.cost.measured import FALLBACK_GPU, MEASURED, device_kind
 
 # (train + val, test) images of the real datasets; the other sources are sized by the config.
 FULL_SIZES = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
@@ -47,7 +47,7 @@ FORWARD = 1 / 3
 
 def split_sizes(settings: Settings, dataset: str) -> dict[str, int]:
     """Train/val/test sizes a run will see, from the config alone (no data is read)."""
-    from .data import SYNTHETIC_DEFAULT_SIZES
+    from repro.data import SYNTHETIC_DEFAULT_SIZES
 
     entry = settings.data.source(dataset)
     val = int(entry["val_size"])
@@ -146,11 +146,11 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
 
 def floor_rates(config: dict, peak_tflops: float) -> dict[tuple, float]:
     """Training images/s of every (dataset, defense, layer) of the grid on a card that does
-    nothing but the counted matrix work at ``peak_tflops`` (see :mod:`repro.flops`): priced
+    nothing but the counted matrix work at ``peak_tflops`` (see :mod:`repro.cost.flops`): priced
     with these, :func:`estimate` gives the FLOP floor of the whole reproduction. Training
     is counted run by run; evaluation is priced from the standard rate as above, so its floor
     is only as exact as those pass counts."""
-    from .flops import training_flops
+    from repro.cost.flops import training_flops
 
     settings = Settings.from_config(config)
     runs = grid.all_runs(config)
@@ -208,7 +208,7 @@ SLURM_PROFILE = "profiles/slurm"
 
 
 def measured_rates(device=None) -> tuple[str, str, dict]:
-    """(device kind, device name, measured entry) for ``device`` (see repro.measured)."""
+    """(device kind, device name, measured entry) for ``device`` (see repro.cost.measured)."""
     kind, name = device_kind(device)
     return kind, name, MEASURED[kind]
 

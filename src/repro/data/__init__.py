@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .config import NUM_CLASSES, Settings
+from repro.config import NUM_CLASSES, Settings
 
 SOURCES = ("torchvision", "embedded", "synthetic")
 SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .config import Settings
-from .model import build_model
+from repro.config import Settings
+from repro.models.resnet import build_model
 
 
 def select_device(name: str | None = "auto") -> torch.device:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from repro.errors import UserError
 
 
 class CorruptFile(UserError, RuntimeError):
@@ -95,7 +95,7 @@ def provenance(device) -> dict:
     import numpy
     import torchvision
 
-    from . import __version__
+    from repro import __version__
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,

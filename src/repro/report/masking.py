@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .autoattack import COMPONENTS, GRADIENT_FREE
-from .config import RunSpec
-from .report import to_csv, to_markdown
+from repro.attacks.autoattack import COMPONENTS, GRADIENT_FREE
+from repro.config import RunSpec
+from repro.report import to_csv, to_markdown
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive (reduced AutoAttack budget)"
 

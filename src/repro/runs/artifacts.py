@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from . import io
-from .errors import UserError
-from .config import ATTACKS, METRICS, RunSpec
-from .grid import parse_eval_path
+from repro.runtime import io
+from repro.errors import UserError
+from repro.config import ATTACKS, METRICS, RunSpec
+from repro.grid import parse_eval_path
 
 
 class ArtifactError(UserError, RuntimeError):
@@ -65,7 +65,7 @@ def load_checkpoint(path, required=()) -> dict:
 
 
 def read_eval(path) -> dict:
-    """An evaluation JSON, checked against what ``repro.evaluate`` writes: keys and types,
+    """An evaluation JSON, checked against what ``repro.runs.evaluate`` writes: keys and types,
     accuracies in [0, 100] and ordered top1 <= top3 <= top5, n > 0, and the run and attack
     its path (``grid.eval_path``) says it holds."""
     hint = rebuild_hint(path, "evaluate")
@@ -76,8 +76,8 @@ def read_eval(path) -> dict:
     return data
 
 
-# The accuracies (%) each kind of evaluation JSON holds: repro.evaluate's attacks top-1/3/5,
-# the audit's AutoAttack JSON every column of Table A (repro.audit), its ε curve one per ε.
+# The accuracies (%) each kind of evaluation JSON holds: repro.runs.evaluate's attacks top-1/3/5,
+# the audit's AutoAttack JSON every column of Table A (repro.runs.audit), its ε curve one per ε.
 ACCURACIES = {**{attack: METRICS for attack in ATTACKS},
               "autoattack": ("clean_top1", "fgsm_top1", "pgd_top1", "autoattack_top1", "top1"),
               "epsilon": ("top1_by_epsilon",)}

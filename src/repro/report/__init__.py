@@ -1,6 +1,6 @@
 """Tables and plots from evaluation JSONs: functions of plain data, testable without Snakemake.
 
-Input is a list of eval-JSON dicts (as written by ``repro.evaluate``) and a :class:`grid.Table`
+Input is a list of eval-JSON dicts (as written by ``repro.runs.evaluate``) and a :class:`grid.Table`
 that fixes row order, labels, attacks, metric and seeds. Every caption states the data source
 found in the JSONs (so a stand-in dataset is never hidden), the metric, the protocol and the
 seeds. The paper's own numbers (``reported.csv``, shipped with the package) can be printed next
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from repro import lock
-from repro.artifacts import read_eval
+from repro.runtime import lock
+from repro.runs.artifacts import read_eval
 from repro.config import RunSpec, format_beta
 from repro.grid import ATTACK_NAMES, DATASET_NAMES, Table, layer_label
-from repro.io import atomic_path, write_text
+from repro.runtime.io import atomic_path, write_text
 from repro.records import evaluation_keys
 
 Cell = tuple[float, float, int]  # mean, std, number of seeds
@@ -118,7 +118,7 @@ def reported_numbers(path: str | Path | None = None) -> pd.DataFrame:
     From ``reported.csv`` shipped with the package (a copy of ../shared/paper/reported.csv,
     read off the paper's Tables 1, 2 and 4-9); the one unreadable cell has NaN mean and std.
     """
-    source = Path(path) if path else resources.files("repro").joinpath("reported.csv")
+    source = Path(path) if path else resources.files("repro.report").joinpath("reported.csv")
     with source.open() as handle:
         return pd.read_csv(handle)
 
@@ -299,7 +299,7 @@ def provenance_csv(evals: list[dict], pins: dict[str, str]) -> str:
     """One row per evaluation: what made it, for the report (versions, device, commit, time).
 
     Column ``lock`` flags an evaluation or its training made with versions other than the
-    lock's (``pins``, from repro.lock.read_lock): "matches", or what differed."""
+    lock's (``pins``, from repro.runtime.lock.read_lock): "matches", or what differed."""
     rows = []
     for ev in evals:
         training = ev.get("training", {})

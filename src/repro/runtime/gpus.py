@@ -98,7 +98,7 @@ def run_child(arguments: list[str], config: dict, card: str, threads: int, log) 
         command = [sys.executable, "-m", "repro", *arguments, "--config", handle.name]
         log.info("on CUDA_VISIBLE_DEVICES=%s: %s", card, " ".join(command))
         # the child imports this very repro (the workflow's checkout, installed or not)
-        here = str(Path(__file__).resolve().parents[1])
+        here = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": card, "OMP_NUM_THREADS": str(threads),
                "PYTHONPATH": path}

@@ -6,14 +6,18 @@ from pathlib import Path
 
 import torch
 
-from . import artifacts, data, io
-from .attacks import attack_noise, run_attack
-from .config import ATTACKS, RunSpec, Settings
-from .device import prepare_model, select_device, to_device
-from .errors import UserError
-from .graphs import StepGraph, graphs_record, graphs_wanted
-from .records import attack_parameters, run_record
-from .streams import generator
+from repro import data
+
+from repro.runs import artifacts
+
+from repro.runtime import io
+from repro.attacks import attack_noise, run_attack
+from repro.config import ATTACKS, RunSpec, Settings
+from repro.runtime.device import prepare_model, select_device, to_device
+from repro.errors import UserError
+from repro.runtime.graphs import StepGraph, graphs_record, graphs_wanted
+from repro.records import attack_parameters, run_record
+from repro.runtime.streams import generator
 
 TOPK = (1, 3, 5)
 CHECKPOINT_FIELDS = ("run", "protocol", "metrics")

@@ -1,0 +1,1 @@
+"""What a config costs: the estimate, the measured rates and the FLOP floor."""
