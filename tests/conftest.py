@@ -1,5 +1,6 @@
 """Shared fixtures: tiny offline settings (synthetic CIFAR-10 stand-in, embedded MNIST)."""
 import copy
+import inspect
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,46 @@ def make_settings(tiny_config):
 def paper_config() -> dict:
     """A fresh copy of the full reproduction config (tests may edit it)."""
     return load_config(ROOT / "config.yaml")
+
+
+def _shared_fixtures(item) -> set[str]:
+    """Fixtures of this test folder with a scope wider than one test (a trained model, the smoke
+    run) that ``item`` requests, directly or through other fixtures."""
+    info = getattr(item, "_fixtureinfo", None)  # None: not a test function (a doctest, say)
+    if info is None:
+        return set()
+    defs = info.name2fixturedefs
+    todo, seen, shared = list(info.argnames), set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in defs:
+            continue
+        seen.add(name)
+        fixture = defs[name][-1]
+        todo.extend(fixture.argnames)
+        source = Path(inspect.getsourcefile(fixture.func) or "")
+        if fixture.scope != "function" and source.parent == ROOT / "tests":
+            shared.add(name)
+    return shared
+
+
+def pytest_collection_modifyitems(config, items):
+    """For ``pytest -n N --dist loadgroup`` (pytest-xdist; .ci/run): tests of one module that
+    share such a fixture, or share one with a test that shares one, form a group that runs on
+    one worker, so the fixture is built once; every other test goes to whichever worker is
+    free. Autouse fixtures are not counted: they set things up, they build nothing costly."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    wanted = {item: [f"{item.path.name}::{name}" for name in _shared_fixtures(item)]
+              for item in items}
+    for keys in wanted.values():
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+    for item, keys in wanted.items():
+        if keys:
+            item.add_marker(pytest.mark.xdist_group(root(keys[0])))

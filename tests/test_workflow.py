@@ -4,6 +4,7 @@ Dry runs use the full paper config (nothing is trained); the end-to-end test run
 preset into a temporary folder and checks every table and plot the paper has.
 """
 import csv
+import json
 import os
 import re
 import subprocess
@@ -290,6 +291,29 @@ def _check_accuracy_table(results: Path, table: grid.Table) -> None:
     cells = re.findall(r"\| ([0-9.]+) \(([0-9.]+)\)", md)
     assert len(cells) == len(table.rows) * 4
     assert all(0 <= float(x) <= 100 for cell in cells for x in cell)
+
+
+# Table 4 of the smoke run (paper protocol, SMALLER) and the losses of its trainings, as built
+# by the code before src/repro became subpackages and by every commit since: a change that
+# alters a number on CPU, however slightly, fails here. Identical with OMP_NUM_THREADS=1 and 2
+# (the jobs run with the config's resources.*.threads, 1 here). If a change is meant to alter
+# results, rebuild it with `_table4_fingerprint` and say why in the commit.
+FINGERPRINT = Path(__file__).with_name("smoke_table4.json")
+
+
+def _table4_fingerprint(results: Path) -> dict:
+    """Table 4's CSV and, per training run under it, the loss columns of ``metrics.csv``."""
+    losses = {}
+    for metrics in sorted((results / "runs/cifar10").glob("cl-fgsm-*-beta6/seed*/metrics.csv")):
+        with open(metrics) as handle:
+            losses[str(metrics.parent.relative_to(results / "runs"))] = [
+                [row["train_loss"], row["val_loss"]] for row in csv.DictReader(handle)]
+    return {"table4.csv": (results / "table4.csv").read_text().splitlines(), "losses": losses}
+
+
+@pytest.mark.slow
+def test_smoke_table4_equals_its_fingerprint(smoke):
+    assert _table4_fingerprint(smoke / "paper") == json.loads(FINGERPRINT.read_text())
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-# Evaluation beyond the paper (README "The audit"): AutoAttack and the ε curve per main-table
+# Evaluation beyond the paper (docs/audit.md): AutoAttack and the ε curve per main-table
 # run, then Table A, the curve plot and the gradient-masking checks. Never touches Tables 1-9.
 
 

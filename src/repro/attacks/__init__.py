@@ -122,7 +122,7 @@ def bucket(active: torch.Tensor, full: int) -> torch.Tensor:
 
     On a GPU, ``cudnn.benchmark`` autotunes every new input shape: an active set that shrinks
     by a few samples per step made DeepFool 20x slower than with autotuning off (13.3 s vs
-    0.58 s for 1,024 images on an H100, measurements/gpu-2026-11-26). Padded to powers of
+    0.58 s for 1,024 images on an H100, 2026-11-26). Padded to powers of
     two, a chunk of 1,024 shows at most 11 sizes, tuned once per process. The padding rows
     are computed and dropped: in eval mode every sample's outputs are its own.
     """

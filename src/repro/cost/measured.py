@@ -14,7 +14,7 @@ import torch
 MEASURED = {
     "H100": {
         "source": "NVIDIA H100 80GB HBM3, fp32/TF32, eager (no CUDA graphs), DeepFool before its "
-                  "active set was padded; commit 144b64c, measurements/gpu-2026-11-26",
+                  "active set was padded; eager training and attack timings, 2026-11-26",
         "train": {"standard": 21197.8, "at-fgsm": 9751.8, "at-pgd": 1074.4,
                   "trades-fgsm": 4894.4, "trades-pgd": 1009.4, "cl-fgsm": 5414.4,
                   "cl-pgd": 978.9},

@@ -1,7 +1,7 @@
 """Several GPU jobs at once on one workstation: each in its own process, on its own card.
 
 One run at batch 128 keeps a fraction of an H100 busy (four eager at-pgd processes sharing
-one card did 3.4x the images/s of one, measurements/gpu-2026-11-26), but jobs that are
+one card did 3.4x the images/s of one; H100, 2026-11-26), but jobs that are
 threads of the Snakemake process (the default profile's force-use-threads) share one
 interpreter lock, which launch-bound work cannot afford, and every one of them asked for
 ``cuda`` and landed on card 0.

@@ -4,7 +4,7 @@ Why: on a GPU, ResNet-18 at 32x32 and batch 128 is launch-bound. Python spends l
 the thousands of small kernels of a PGD-20 training step than the card spends running them.
 Captured once as a CUDA graph and replayed, the same kernels ran 4.5x faster for an at-pgd
 step and 3.9x for a standard step (H200), and PGD-20 alone 5.7x faster with bit-identical
-adversarials (H100; measurements/gpu-2026-11-26/graph_train.py, micro.py).
+adversarials (H100, 2026-11-26; docs/gpu.md).
 
 A graph replays exactly the kernels it recorded, on the memory it recorded: inputs must be
 copied into fixed ("static") buffers, outputs are overwritten by the next replay, and nothing

@@ -2,7 +2,7 @@
 
 A result made with other versions of PyTorch or NumPy may differ in its last digits or more;
 the report flags such results by comparing the versions each evaluation recorded with the lock.
-The lock is made by ``uv pip compile`` (command in its header and in the README) and holds
+The lock is made by ``uv pip compile`` (command in its header and in docs/reliability.md) and holds
 environment markers, so it is read for the interpreter that reads it.
 """
 from __future__ import annotations
