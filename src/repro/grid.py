@@ -86,10 +86,12 @@ class Table:
         return [row.run(self.dataset, seed) for row in self.rows for seed in self.seeds]
 
 
-def _attack_of(defense: str) -> str:
-    """'cl-fgsm' -> 'FGSM': the training attack as the paper spells it in row labels (a
-    layered defense without one: its id)."""
-    return defense.split("-", 1)[-1].upper()
+def ablation_label(defense: str, variable: str) -> str:
+    """A Table 4/5 row: the defense's label with the ablated value before its last part, as
+    the paper spells them ('ResNet+CL-FGSM', 'Embed-1' -> 'ResNet+CL-Embed-1-FGSM'); a label
+    without a part: the value after it."""
+    head, sep, tail = registry.defense(defense).label.rpartition("-")
+    return f"{head}-{variable}-{tail}" if sep else f"{tail}-{variable}"
 
 
 def layer_label(layer: str) -> str:
@@ -131,15 +133,15 @@ def main_run(config: dict, defense: str, dataset: str = "cifar10", seed: int = 0
 def _layer_rows(spec: dict) -> tuple[Row, ...]:
     """Table 4: one row per layer, fixed defense and beta."""
     defense = spec["defense"]
-    return tuple(Row(f"ResNet+CL-{layer_label(layer)}-{_attack_of(defense)}", defense, layer,
+    return tuple(Row(ablation_label(defense, layer_label(layer)), defense, layer,
                      float(spec["beta"])) for layer in spec["layers"])
 
 
 def _beta_rows(spec: dict) -> tuple[Row, ...]:
     """Table 5: one row per beta, fixed defense and layer."""
     defense = spec["defense"]
-    return tuple(Row(f"ResNet+CL-{format_beta(beta)}-{_attack_of(defense)}", defense,
-                     spec["layer"], float(beta)) for beta in spec["betas"])
+    return tuple(Row(ablation_label(defense, format_beta(beta)), defense, spec["layer"],
+                     float(beta)) for beta in spec["betas"])
 
 
 def attacks(config: dict) -> tuple[str, ...]:

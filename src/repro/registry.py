@@ -131,17 +131,25 @@ def _declared(module, path) -> list:
     return list(members)
 
 
-def _register(member, path, builtin: bool = False):
+def _check(member, path) -> None:
+    """Refuse a declaration that is wrong or whose id or settings key is taken."""
     kind = _kind(member)
     problem = _problem(member, kind)
+    known = _MEMBERS[kind].get(member.id)
+    if problem is None and known is not None:
+        problem = f"id is already declared by {known.source}; choose another id"
+    taken = {m.settings_key: m for k in KINDS for m in _MEMBERS[k].values() if m.settings_key}
+    if problem is None and member.settings_key in taken:
+        problem = (f"settings_key: {member.settings_key!r} is already the section of "
+                   f"{taken[member.settings_key].id} ({taken[member.settings_key].source})")
     if problem:
         raise PluginError(f"{path}: {kind} {member.id!r}: {problem}")
-    known = _MEMBERS[kind].get(member.id)
-    if known is not None:
-        raise PluginError(f"{path}: {kind} {member.id!r}: id is already declared by "
-                          f"{known.source}; choose another id")
+
+
+def _register(member, path, builtin: bool = False):
+    _check(member, path)
     member = _with_source(member, "" if builtin else str(path))
-    _MEMBERS[kind][member.id] = member
+    _MEMBERS[_kind(member)][member.id] = member
     return member
 
 
@@ -174,7 +182,8 @@ def _problem(member, kind: str) -> str | None:
 def _settings_problem(member) -> str | None:
     """A member's own config section: a key that no other section uses, a valid JSON schema
     for an object, and defaults that the schema accepts."""
-    given = [name for name in ("settings_key", "schema", "defaults") if getattr(member, name)]
+    given = [name for name in ("settings_key", "schema", "defaults")
+             if getattr(member, name) is not None]
     if not given:
         return None
     missing = [n for n in ("settings_key", "schema", "defaults") if n not in given]
@@ -229,11 +238,12 @@ def _import_plugin(path: Path, text: str) -> list:
                           f"{error})") from error
     members = _declared(module, text)
     seen = set()
-    for member in members:
+    for member in members:  # all checked before any is registered
         key = (_kind(member), member.id)
         if key in seen:
             raise PluginError(f"{text}: {key[0]} {member.id!r}: id: declared twice in this file")
         seen.add(key)
+        _check(member, text)
     return [_register(member, text) for member in members]
 
 
