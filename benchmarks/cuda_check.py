@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from repro.runs import train  # noqa: E402
 from repro.attacks import deepfool  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
-from repro.config import DEFENSES, Settings, load_config  # noqa: E402
+from repro import registry  # noqa: E402
+from repro.config import Settings, load_config  # noqa: E402
 from repro.runtime.device import prepare_model, select_device  # noqa: E402
 from repro.runs.evaluate import attack_logits  # noqa: E402
 from repro.runtime.graphs import WARMUP  # noqa: E402
@@ -79,7 +80,7 @@ def one_epoch(config, graphs: str, run, split, batch, device):
 
 def check_training(config, split, batch, device) -> bool:
     passed = True
-    for defense in DEFENSES:
+    for defense in registry.ids("defense"):
         run = main_run(config, defense)
         summary, weights, calls = one_epoch(config, "auto", run, split, batch, device)
         eager_summary, eager_weights, _ = one_epoch(config, "off", run, split, batch, device)

@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from repro.runtime import device as device_setup  # noqa: E402
 from repro.runs import train  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
-from repro.config import DEFENSES, NUM_CLASSES, Settings, load_config  # noqa: E402
+from repro import registry  # noqa: E402
+from repro.config import NUM_CLASSES, Settings, load_config  # noqa: E402
 from repro.data import Split  # noqa: E402
 from repro.cost.flops import card_peak_tflops, training_flops  # noqa: E402
 from repro.runtime.graphs import WARMUP, graphs_wanted  # noqa: E402
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=str(ROOT / "config.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set training.precision=bf16")
-    parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=DEFENSES)
+    parser.add_argument("--defenses", nargs="+", default=list(registry.ids("defense")),
+                        choices=registry.ids("defense"))
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default)")
     parser.add_argument("--peak-tflops", type=float,

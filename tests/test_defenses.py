@@ -4,7 +4,9 @@ import torch.nn.functional as F
 
 from repro import data
 from repro.config import RunSpec
-from repro.defenses import embedding_distance, training_attack, training_loss
+from repro.defenses import fgsm_budget, pgd_budget, training_attack, training_loss
+from repro.defenses.cl import embedding_distance
+from repro.defenses.trades import trades_pgd_budget
 from repro.models.resnet import build_model
 from tolerance import assert_float32_close
 
@@ -75,11 +77,11 @@ def test_trades_regularizer_is_positive_with_beta(batch):
     assert loss > F.cross_entropy(model(inputs), labels)
 
 
-@pytest.mark.parametrize("defense,epsilon", [("at-fgsm", 0.031), ("at-pgd", 0.031),
-                                             ("trades-pgd", 8 / 255)])
-def test_training_attacks_stay_in_their_ball(batch, defense, epsilon):
+@pytest.mark.parametrize("budget,epsilon", [(fgsm_budget, 0.031), (pgd_budget, 0.031),
+                                            (trades_pgd_budget, 8 / 255)])
+def test_training_attacks_stay_in_their_ball(batch, budget, epsilon):
     settings, model, inputs, labels = batch("protocol.pgd.steps=3", "protocol.trades_pgd.steps=3")
-    adv = training_attack(model, inputs, labels, defense, settings.protocol)
+    adv = training_attack(model, inputs, labels, budget(settings.protocol), settings.protocol)
     assert (adv - inputs).abs().max() <= epsilon + 1e-6
     assert (adv - inputs).abs().max() > 0.5 * epsilon
     assert model.training
@@ -88,7 +90,7 @@ def test_training_attacks_stay_in_their_ball(batch, defense, epsilon):
 def test_standard_protocol_training_attack_stays_in_pixel_range(batch):
     settings, model, inputs, labels = batch(
         "protocol.attack_space=pixel", "protocol.pgd.random_start=true", "protocol.pgd.steps=2")
-    adv = training_attack(model, inputs, labels, "at-pgd", settings.protocol,
+    adv = training_attack(model, inputs, labels, pgd_budget(settings.protocol), settings.protocol,
                           generator=torch.Generator().manual_seed(0))
     assert adv.min() >= 0 and adv.max() <= 1
     assert (adv - inputs).abs().max() <= settings.protocol.epsilon + 1e-6

@@ -4,9 +4,14 @@ import torch
 from repro.cost import estimate as estimate_module
 from repro.cli import main
 from repro.config import load_config
+from repro.errors import UserError
 from repro.cost.estimate import cost_notice, estimate, floor_rates, format_estimate, parse_rates
 from repro.grid import all_runs, checkpoint_path, eval_path
 from repro.cost.measured import MEASURED, device_kind
+
+
+def total_line(lines: list[str]) -> str:
+    return next(line for line in lines if line.startswith("total"))
 
 
 def test_full_config_counts_every_job_once():
@@ -25,11 +30,20 @@ def test_hours_scale_with_epochs_and_throughput():
     assert base["eval_hours"]["pgd"] > base["eval_hours"]["fgsm"] > base["eval_hours"]["clean"]
 
 
-def test_rates_per_defense_are_required_for_every_defense():
+def test_a_defense_without_a_rate_is_priced_by_its_declared_cost_and_says_so():
     assert parse_rates(["standard=400", "at-pgd=20"]) == {"standard": 400.0, "at-pgd": 20.0}
     assert parse_rates(["50"]) == {"*": 50.0}
-    with pytest.raises(ValueError, match="at-fgsm"):
-        estimate(load_config("config.yaml"), parse_rates(["standard=400", "at-pgd=20"]))
+    config, rates = load_config("config.yaml"), parse_rates(["standard=400", "at-pgd=20"])
+    result = estimate(config, rates)
+    # at-fgsm declares 2 standard-training images per image (a training pass and one step)
+    given = estimate(config, {**rates, "at-fgsm": 200.0})
+    assert result["train_hours"][("mnist", "at-fgsm")] == \
+        pytest.approx(given["train_hours"][("mnist", "at-fgsm")])
+    assert "declared cost, 2 standard-training images" in result["pricing"]["at-fgsm"]
+    assert "at-pgd" not in result["pricing"] and "at-fgsm" not in given["pricing"]
+    assert "at-fgsm: no measured rate" in format_estimate(result)
+    with pytest.raises(UserError, match="standard=N"):  # standard prices the unmeasured
+        estimate(config, {"at-pgd": 20.0})
 
 
 def test_flop_floor_prices_every_run_kind_and_scales_with_the_peak():
@@ -48,7 +62,7 @@ def test_flop_floor_prices_every_run_kind_and_scales_with_the_peak():
     table = format_estimate(measured, floor)
     assert "vs floor" in table.splitlines()[2]
     ratio = measured["total_hours"] / floor["total_hours"]
-    assert table.splitlines()[-1].split()[-1] == f"{ratio:.1f}x"
+    assert total_line(table.splitlines()).split()[-1] == f"{ratio:.1f}x"
 
 
 def test_estimate_defaults_to_the_rates_measured_on_this_kind_of_device(capsys):
@@ -58,7 +72,10 @@ def test_estimate_defaults_to_the_rates_measured_on_this_kind_of_device(capsys):
     config = load_config("config.yaml")
     expected = estimate(config, MEASURED["cpu"]["train"],
                         attack_rates={"deepfool": 10})  # the flag replaces every attack rate
-    assert out[-1].split() == ["total", f"{expected['total_hours']:.1f}"]
+    assert total_line(out).split() == ["total", f"{expected['total_hours']:.1f}"]
+    # what was priced without a rate, and how: PGD-20 from its declared step count
+    assert "  attack pgd: no measured rate; priced by its declared cost, 20.3333 " \
+        "standard-training images per image" in out
 
 
 def test_measured_attack_rates_price_evaluation_not_the_pass_counts():

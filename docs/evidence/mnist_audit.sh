@@ -19,8 +19,8 @@ for run in "standard" "at-pgd" "cl-pgd --layer embed5 --beta 6"; do
   dir="$out/$name"
   [ -f "$dir/model.pt" ] || python -m repro train "${args[@]}" --no-progress --out "$dir/model.pt"
   for kind in epsilon autoattack; do
-    [ -f "$dir/$kind.json" ] || python -m repro evaluate "${args[@]}" \
-      --checkpoint "$dir/model.pt" --attack "$kind" --out "$dir/$kind.json" > /dev/null
+    [ -f "$dir/$kind.json" ] || python -m repro audit "${args[@]}" \
+      --checkpoint "$dir/model.pt" --kind "$kind" --out "$dir/$kind.json" > /dev/null
   done
 done
 python - "$out" <<'PY'

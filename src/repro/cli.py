@@ -8,8 +8,8 @@ import sys
 
 import yaml
 
-from repro.config import (ATTACKS, DATASETS, DEFENSES, LAYERS, RunSpec, Settings, load_config,
-                          validate_config)
+from repro import registry
+from repro.config import DATASETS, LAYERS, RunSpec, Settings, load_config, validate_config
 from repro.errors import UserError
 from repro.grid import AUDITS
 
@@ -44,7 +44,12 @@ def _use_threads(args, config: dict, stage: str | None = None) -> None:
 
 
 def _run(args) -> RunSpec:
-    return RunSpec(args.dataset, args.defense, args.seed, args.layer, args.beta)
+    """The run the flags name; checked once the config's plugins are loaded, since a plugin's
+    defense is known only then."""
+    try:
+        return RunSpec(args.dataset, args.defense, args.seed, args.layer, args.beta)
+    except ValueError as error:
+        raise UserError(f"--defense/--layer/--beta: {error}") from error
 
 
 def run_arguments(run: RunSpec) -> list[str]:
@@ -71,7 +76,9 @@ def _common(parser, with_run=True):
                             help="torch threads (default: resources.<command>.threads from the "
                                  "config, as in the workflow; results on CPU depend on it)")
         parser.add_argument("--dataset", required=True, choices=DATASETS)
-        parser.add_argument("--defense", required=True, choices=DEFENSES)
+        parser.add_argument("--defense", required=True,
+                            help="a defense id: the paper's (standard, at-pgd, cl-fgsm, ...) "
+                                 "or one of the config's plugins:")
         parser.add_argument("--layer", choices=LAYERS, default=None,
                             help="embedding of the contrastive loss (cl-* only)")
         parser.add_argument("--beta", type=float, default=None,
@@ -91,10 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="accuracy of a checkpoint under an attack")
     _common(evaluate)
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint written by train")
-    evaluate.add_argument("--attack", required=True, choices=ATTACKS + AUDITS,
-                          help="an attack of the paper's tables, or an audit evaluation "
-                               "(autoattack: Table A's numbers; epsilon: the ε curve)")
+    evaluate.add_argument("--attack", required=True,
+                          help="an attack id: clean, fgsm, pgd, deepfool or one of the "
+                               "config's plugins:")
     evaluate.add_argument("--out", default=None, help="JSON path (default: print only)")
+
+    audit = commands.add_parser("audit", help="an audit evaluation of a checkpoint (Table A, "
+                                              "the ε curve)")
+    _common(audit)
+    audit.add_argument("--checkpoint", required=True, help="checkpoint written by train")
+    audit.add_argument("--kind", required=True, choices=AUDITS,
+                       help="autoattack: Table A's numbers; epsilon: the ε curve")
+    audit.add_argument("--out", default=None, help="JSON path (default: print only)")
 
     download = commands.add_parser("download", help="fetch a dataset into data.root")
     _common(download, with_run=False)
@@ -135,8 +150,16 @@ def main(argv=None) -> int:
 
 
 def _main(args) -> int:
+    if args.command == "evaluate" and args.attack in AUDITS:
+        raise UserError(f"--attack {args.attack} is an audit kind, not an attack; run "
+                        f"python -m repro audit --kind {args.attack} (same other flags)")
     config = _config(args)
     settings = Settings.from_config(config)
+    if args.command == "evaluate":
+        try:
+            registry.attack(args.attack)
+        except ValueError as error:
+            raise UserError(f"--attack: {error}") from error
     if args.command == "train":
         from repro.runs.train import train_run
 
@@ -146,11 +169,11 @@ def _main(args) -> int:
         last = result["metrics"][-1]
         print(f"{args.out}: {result['epochs']} epochs, best val loss "
               f"{result['best_val_loss']:.4f}, last val acc {last['val_acc']:.2f}%")
-    elif args.command == "evaluate" and args.attack in AUDITS:
+    elif args.command == "audit":
         from repro.runs.audit import evaluate_audit
 
-        _use_threads(args, config, "audit")
-        result = evaluate_audit(settings, _run(args), args.checkpoint, args.attack, args.out,
+        _use_threads(args, config)
+        result = evaluate_audit(settings, _run(args), args.checkpoint, args.kind, args.out,
                                 args.device)
         print(json.dumps({k: v for k, v in result.items() if k.endswith("top1")
                           or k in ("attack", "n", "top1_by_epsilon", "fooled_first_by")}))

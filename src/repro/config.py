@@ -19,9 +19,7 @@ import yaml
 from repro.errors import UserError
 
 DATASETS = ("cifar10", "mnist")
-DEFENSES = ("standard", "at-fgsm", "at-pgd", "trades-fgsm", "trades-pgd", "cl-fgsm", "cl-pgd")
 LAYERS = ("embed1", "embed2", "embed3", "embed4", "embed5", "output")
-ATTACKS = ("clean", "fgsm", "pgd", "deepfool")
 METRICS = ("top1", "top3", "top5")
 NUM_CLASSES = 10
 
@@ -89,14 +87,18 @@ class Protocol:
     trades: TradesConfig = field(default_factory=TradesConfig, metadata={"type": TradesConfig})
     cl: CLConfig = field(default_factory=CLConfig, metadata={"type": CLConfig})
     topk_average: str = "batch"  # "batch": mean of per-batch accuracies; "sample": over samples
+    # the own sections of plugin members ({settings_key: values}; repro.registry), as validated
+    extra: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        _check_choice("protocol.attack_space", self.attack_space, ("normalized", "pixel"))
-        _check_choice("protocol.deepfool.overshoot_on", self.deepfool.overshoot_on,
-                      ("step", "total"))
-        _check_choice("protocol.trades.inner", self.trades.inner, ("ce", "kl"))
-        _check_choice("protocol.cl.distance", self.cl.distance, ("mse", "euclidean"))
-        _check_choice("protocol.topk_average", self.topk_average, ("batch", "sample"))
+    def value(self, key: str):
+        """The value of protocol key ``key``: a field, ``clip``, or a member's own section."""
+        return self.extra[key] if key in self.extra else getattr(self, key)
+
+    def as_record(self) -> dict:
+        """Every value as the config spells it (a member's own section under its key), for
+        the JSONs that record what made them."""
+        record = asdict(self)
+        return {**{k: v for k, v in record.items() if k != "extra"}, **record["extra"]}
 
     @property
     def clip(self) -> bool:
@@ -119,13 +121,9 @@ class TrainingConfig:
     # "auto": hot loops as CUDA graphs on CUDA (repro.runtime.graphs); "off"
     cuda_graphs: str = "auto"
 
-    def __post_init__(self):
-        _check_choice("training.precision", self.precision, ("fp32", "bf16"))
+    def __post_init__(self):  # the values were checked by the schema (validate_config)
         if self.cuda_graphs is False:  # YAML 1.1 reads a bare `off` as false
             object.__setattr__(self, "cuda_graphs", "off")
-        _check_choice("training.cuda_graphs", self.cuda_graphs, ("auto", "off"))
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ValueError(f"training.device: {self.device!r} is not auto, cpu, cuda or cuda:N")
 
     def batch_size_for(self, dataset: str) -> int:
         return int((self.batch_size_by_dataset or {}).get(dataset, self.batch_size))
@@ -151,11 +149,6 @@ class DataConfig:
         return self.datasets[dataset]
 
 
-def _check_choice(key: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{key}: {value!r} is not one of {list(allowed)}")
-
-
 def format_beta(beta: float) -> str:
     """6.0 -> '6', 0.5 -> '0.5', 1e-05 -> '1e-05': the exact, shortest spelling used in run
     names, paths and table labels (``RunSpec.parse`` reads it back to the same float)."""
@@ -167,7 +160,8 @@ def format_beta(beta: float) -> str:
 class RunSpec:
     """One training run: the unit a checkpoint belongs to.
 
-    ``layer`` and ``beta`` are set only for the contrastive defenses (``cl-*``).
+    ``layer`` and ``beta`` are set only for the layered defenses (``cl-*``, or a plugin's
+    declared ``layered``; repro.registry).
     """
     dataset: str
     defense: str
@@ -176,15 +170,19 @@ class RunSpec:
     beta: float | None = None
 
     def __post_init__(self):
-        _check_choice("dataset", self.dataset, DATASETS)
-        _check_choice("defense", self.defense, DEFENSES)
-        if self.defense.startswith("cl-"):
+        from repro import registry
+
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset: {self.dataset!r} is not one of {list(DATASETS)}")
+        if registry.defense(self.defense).layered:
             if self.layer is None or self.beta is None:
                 raise ValueError(f"{self.defense} needs a layer and a beta")
-            _check_choice("layer", self.layer, LAYERS)
+            if self.layer not in LAYERS:
+                raise ValueError(f"layer: {self.layer!r} is not one of {list(LAYERS)}")
             object.__setattr__(self, "beta", float(self.beta))
         elif self.layer is not None or self.beta is not None:
-            raise ValueError(f"{self.defense} takes no layer or beta (only cl-* do)")
+            raise ValueError(f"{self.defense} takes no layer or beta (only a layered defense "
+                             f"such as cl-* does)")
 
     @property
     def name(self) -> str:
@@ -195,7 +193,8 @@ class RunSpec:
 
     @classmethod
     def parse(cls, dataset: str, name: str, seed: int | str) -> "RunSpec":
-        match = re.fullmatch(r"(cl-fgsm|cl-pgd)-(\w+)-beta([0-9.e+-]+)", name)
+        """The run that :attr:`name` (with dataset and seed) spells."""
+        match = re.fullmatch(rf"(.+)-({'|'.join(LAYERS)})-beta([0-9.e+-]+)", name)
         if match:
             defense, layer, beta = match.groups()
             return cls(dataset, defense, int(seed), layer, float(beta))
@@ -245,9 +244,14 @@ class Settings:
     @classmethod
     def from_config(cls, config: dict) -> "Settings":
         """Build from a full pipeline config dict (``config.yaml``); other sections are ignored."""
+        from repro import registry
+
+        protocol = dict(config.get("protocol") or {})
+        own = registry.settings_sections(config.get("plugins"))
+        extra = {key: protocol.pop(key) for key in list(protocol) if key in own}
         return cls(
             data=_build(DataConfig, config.get("data")),
-            protocol=_build(Protocol, config.get("protocol")),
+            protocol=_build(Protocol, {**protocol, "extra": extra}),
             training=_build(TrainingConfig, config.get("training")),
             pretrained=str(config.get("model", {}).get("pretrained", "imagenet")),
             attack_chunk_size=int(config.get("evaluation", {}).get("chunk_size", 1024)),
@@ -294,13 +298,18 @@ class ConfigError(UserError, ValueError):
                          f"src/repro/{SCHEMA_FILE}):\n  " + "\n  ".join(problems))
 
 
-def load_schema() -> dict:
+def load_schema(plugins=()) -> dict:
+    """The config's JSON schema, with the registries' members (built-in and those of the
+    ``plugins`` files) filled in (repro.registry.schema)."""
+    from repro import registry
+
     with resources.files("repro").joinpath(SCHEMA_FILE).open() as handle:
-        return yaml.safe_load(handle)
+        return registry.schema(yaml.safe_load(handle), plugins)
 
 
 def validate_config(config: dict) -> dict:
-    """Check a merged pipeline config in place, before any work; raise :class:`ConfigError`.
+    """Check a merged pipeline config in place, before any work; raise :class:`ConfigError`
+    (or a :class:`repro.registry.PluginError` for a file under ``plugins:``).
 
     The one check for both entry points (the workflow at start-up and ``python -m repro``), so
     a value the workflow refuses is refused by hand too. Also, in place: numeric and boolean
@@ -308,7 +317,13 @@ def validate_config(config: dict) -> dict:
     ``--config`` values as strings, and PyYAML reads ``1e-3`` as a string), and the schema's
     defaults fill in missing keys. Folders the config names must not be files.
     """
-    schema = load_schema()
+    from repro import registry
+
+    plugins = config.get("plugins") or []
+    if not isinstance(plugins, list):
+        raise ConfigError([f"plugins: {plugins!r} is not a list of .py files"])
+    registry.load_plugins(plugins)  # a bad plugin: PluginError, naming its file and field
+    schema = load_schema(plugins)
     _coerce_strings(config, schema)
     problems = config_errors(config, schema) or _folder_errors(config)
     if problems:

@@ -8,10 +8,13 @@ Everything that varies (seeds, betas, layers, attacks) comes from the config's `
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.config import ATTACKS, DEFENSES, RunSpec, format_beta
+from repro import registry
+from repro.config import RunSpec, format_beta
+from repro.errors import UserError
 
 # The paper's fixed structure: table number -> (dataset, metric) for the six main tables.
 MAIN_TABLES = {1: ("cifar10", "top1"), 2: ("mnist", "top1"),
@@ -24,12 +27,34 @@ TABLE_NUMBERS = tuple(range(1, 10))
 PLOTS = {"beta": BETA_TABLE, "layer": LAYER_TABLE}
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "mnist": "MNIST"}
-ATTACK_NAMES = {"clean": "Id", "fgsm": "FGSM", "pgd": "PGD", "deepfool": "Deepfool",
-                "autoattack": "AutoAttack"}
 METRIC_NAMES = {"top1": "Top1", "top3": "Top3", "top5": "Top5"}
-DEFENSE_LABELS = {"standard": "ResNet", "at-fgsm": "ResNet+AT-FGSM", "at-pgd": "ResNet+AT-PGD",
-                  "trades-fgsm": "ResNet+TRADES-FGSM", "trades-pgd": "ResNet+TRADES-PGD",
-                  "cl-fgsm": "ResNet+CL-FGSM", "cl-pgd": "ResNet+CL-PGD"}
+
+
+class _Labels(Mapping):
+    """id -> label of every loaded member of a registry (repro.registry), read when asked, so
+    a plugin's member has its label as soon as its file is loaded; ``extra`` adds labels of
+    what is not a member (the audit's AutoAttack column)."""
+
+    def __init__(self, kind: str, **extra: str):
+        self.kind, self.extra = kind, extra
+
+    def __getitem__(self, key: str) -> str:
+        if key in self.extra:
+            return self.extra[key]
+        try:
+            return registry.get(self.kind, key).label
+        except ValueError:
+            raise KeyError(key) from None
+
+    def __iter__(self):
+        return iter((*registry.ids(self.kind), *self.extra))
+
+    def __len__(self) -> int:
+        return len(registry.ids(self.kind)) + len(self.extra)
+
+
+ATTACK_NAMES = _Labels("attack", autoattack="AutoAttack")
+DEFENSE_LABELS = _Labels("defense")
 
 
 @dataclass(frozen=True)
@@ -61,9 +86,12 @@ class Table:
         return [row.run(self.dataset, seed) for row in self.rows for seed in self.seeds]
 
 
-def _attack_of(defense: str) -> str:
-    """'cl-fgsm' -> 'FGSM': the training attack as the paper spells it in row labels."""
-    return defense.split("-", 1)[1].upper()
+def ablation_label(defense: str, variable: str) -> str:
+    """A Table 4/5 row: the defense's label with the ablated value before its last part, as
+    the paper spells them ('ResNet+CL-FGSM', 'Embed-1' -> 'ResNet+CL-Embed-1-FGSM'); a label
+    without a part: the value after it."""
+    head, sep, tail = registry.defense(defense).label.rpartition("-")
+    return f"{head}-{variable}-{tail}" if sep else f"{tail}-{variable}"
 
 
 def layer_label(layer: str) -> str:
@@ -71,42 +99,56 @@ def layer_label(layer: str) -> str:
     return f"Embed-{layer[len('embed'):]}" if layer.startswith("embed") else layer.capitalize()
 
 
-def _main_rows(grid: dict) -> tuple[Row, ...]:
-    """Tables 1, 2, 6-9: every defense; the cl-* ones at the main layer and their main beta."""
-    rows = []
-    for defense in DEFENSES:
-        if defense.startswith("cl-"):
-            rows.append(Row(DEFENSE_LABELS[defense], defense, grid["main_layer"],
+def defenses(config: dict) -> list[str]:
+    """The main tables' defenses in row order: ``grid.defenses``, by default every defense
+    of the config (the built-in ones, then its plugins')."""
+    chosen = config["grid"].get("defenses")
+    return list(chosen) if chosen else [d.id for d in registry.active("defense",
+                                                                        config.get("plugins"))]
+
+
+def _main_rows(config: dict) -> tuple[Row, ...]:
+    """Tables 1, 2, 6-9: one row per defense; a layered one (cl-*) at the main layer and its
+    main beta."""
+    grid, rows = config["grid"], []
+    for defense in defenses(config):
+        member = registry.defense(defense)
+        if member.layered:
+            rows.append(Row(member.label, defense, grid["main_layer"],
                             float(grid["main_beta"][defense])))
         else:
-            rows.append(Row(DEFENSE_LABELS[defense], defense))
+            rows.append(Row(member.label, defense))
     return tuple(rows)
 
 
 def main_run(config: dict, defense: str, dataset: str = "cifar10", seed: int = 0) -> RunSpec:
     """The run of ``defense`` in the main tables (what the benchmarks time)."""
-    row = next(row for row in _main_rows(config["grid"]) if row.defense == defense)
-    return row.run(dataset, seed)
+    for row in _main_rows(config):
+        if row.defense == defense:
+            return row.run(dataset, seed)
+    raise UserError(f"{defense!r} is not a row of the main tables (grid.defenses: "
+                    f"{defenses(config)}); add it there, or its file under plugins:")
 
 
 def _layer_rows(spec: dict) -> tuple[Row, ...]:
     """Table 4: one row per layer, fixed defense and beta."""
     defense = spec["defense"]
-    return tuple(Row(f"ResNet+CL-{layer_label(layer)}-{_attack_of(defense)}", defense, layer,
+    return tuple(Row(ablation_label(defense, layer_label(layer)), defense, layer,
                      float(spec["beta"])) for layer in spec["layers"])
 
 
 def _beta_rows(spec: dict) -> tuple[Row, ...]:
     """Table 5: one row per beta, fixed defense and layer."""
     defense = spec["defense"]
-    return tuple(Row(f"ResNet+CL-{format_beta(beta)}-{_attack_of(defense)}", defense,
-                     spec["layer"], float(beta)) for beta in spec["betas"])
+    return tuple(Row(ablation_label(defense, format_beta(beta)), defense, spec["layer"],
+                     float(beta)) for beta in spec["betas"])
 
 
 def attacks(config: dict) -> tuple[str, ...]:
-    """The configured attacks in the paper's column order (clean, fgsm, pgd, deepfool)."""
+    """The configured attacks in registry order: the paper's (clean, fgsm, pgd, deepfool),
+    then the plugins'."""
     chosen = set(config["evaluation"]["attacks"])
-    return tuple(a for a in ATTACKS if a in chosen)
+    return tuple(a.id for a in registry.active("attack", config.get("plugins")) if a.id in chosen)
 
 
 def tables(config: dict) -> dict[int, Table]:
@@ -117,7 +159,7 @@ def tables(config: dict) -> dict[int, Table]:
     for number, (dataset, metric) in MAIN_TABLES.items():
         title = (f"{METRIC_NAMES[metric]} classification accuracy (%) under different attack "
                  f"on {DATASET_NAMES[dataset]} [mean (std)]")
-        result[number] = Table(number, "accuracy", title, dataset, metric, _main_rows(grid),
+        result[number] = Table(number, "accuracy", title, dataset, metric, _main_rows(config),
                                **common)
     ablation = f"Top1 classification accuracy (%) on {DATASET_NAMES[ABLATION_DATASET]} [mean (std)]"
     result[LAYER_TABLE] = Table(LAYER_TABLE, "accuracy",

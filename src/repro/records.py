@@ -4,44 +4,41 @@ One definition serves three readers: the checkpoint stores its run record, the e
 a checkpoint whose record differs from the config's, and the workflow passes both records as
 Snakemake ``params:``, so that a changed value reruns exactly the jobs that read it (a changed
 DeepFool setting reruns DeepFool evaluations, not trainings; ``report:`` or ``resources:``
-rerun no job). Torch-free, so that parsing the workflow does not import PyTorch.
+rerun no job). The keys each defense and attack reads come from its declaration in the
+registry (repro.registry), so nobody lists them by hand.
 """
 from __future__ import annotations
 
 import dataclasses
 
+from repro import registry
 from repro.config import Protocol, RunSpec, Settings
 
-# The protocol keys each evaluation attack reads (attacks.run_attack), beside its checkpoint's.
-ATTACK_READS = {"clean": (), "fgsm": ("epsilon", "attack_space", "clip"),
-                "pgd": ("epsilon", "pgd", "attack_space", "clip"),
-                "deepfool": ("deepfool", "attack_space", "clip")}
+# What every run reads: the model's wrapper normalizes in the attack space (ledger 2, 11).
+EVERY_RUN_READS = ("attack_space", "normalization")
 
 
 def training_keys(defense: str) -> tuple[str, ...]:
-    """The protocol keys that training ``defense`` reads (defenses.py), and no other.
+    """The protocol keys that training ``defense`` reads, and no other: what every run reads,
+    then what its declaration says (its ``reads`` and its own section)."""
+    member = registry.defense(defense)
+    own = (member.settings_key,) if member.settings_key else ()
+    return tuple(dict.fromkeys(EVERY_RUN_READS + tuple(member.reads) + own))
 
-    Every defense reads the input space and normalization (the model's wrapper); the adversarial
-    ones the budget of their training attack (defenses._budget); TRADES and CL their losses."""
-    keys = ["attack_space", "normalization"]
-    if defense == "standard":
-        return tuple(keys)
-    if defense == "trades-pgd":  # ledger 4: its own budget
-        keys.append("trades_pgd")
-    else:
-        keys.append("epsilon")
-        if defense.endswith("pgd"):
-            keys.append("pgd")
-    if defense.startswith("trades"):
-        keys.append("trades")
-    if defense.startswith("cl"):
-        keys.append("cl")
-    return tuple(keys)
+
+def attack_keys(attack: str) -> tuple[str, ...]:
+    """The protocol keys an evaluation ``attack`` reads (its declaration)."""
+    member = registry.attack(attack)
+    return tuple(member.reads) + ((member.settings_key,) if member.settings_key else ())
 
 
 def training_protocol(defense: str, protocol: Protocol) -> dict:
     """The values of :func:`training_keys` (what a checkpoint's run record holds)."""
-    values = {key: getattr(protocol, key) for key in training_keys(defense)}
+    return _values(training_keys(defense), protocol)
+
+
+def _values(keys, protocol: Protocol) -> dict:
+    values = {key: protocol.value(key) for key in keys}
     return {key: vars(value) if dataclasses.is_dataclass(value) else value
             for key, value in values.items()}
 
@@ -50,7 +47,7 @@ def evaluation_keys(defense: str, attack: str) -> tuple[str, ...]:
     """The protocol keys an evaluation's accuracy depends on: its checkpoint's, its attack's
     and the averaging. Only these are rebuilt when they change (params:), so only these of
     the protocol an evaluation JSON records are sure to be current (report.caption)."""
-    keys = training_keys(defense) + ATTACK_READS[attack] + ("topk_average",)
+    keys = training_keys(defense) + attack_keys(attack) + ("topk_average",)
     return tuple(dict.fromkeys(keys))
 
 
@@ -73,14 +70,12 @@ def _training_data(settings: Settings, dataset: str) -> dict:
 
 
 def attack_parameters(attack: str, protocol: Protocol) -> dict:
-    """What an evaluation JSON records about its attack."""
-    space = {"space": protocol.attack_space, "clip": protocol.clip}
-    return {
-        "clean": {},
-        "fgsm": {"epsilon": protocol.epsilon, **space},
-        "pgd": {"epsilon": protocol.epsilon, **vars(protocol.pgd), **space},
-        "deepfool": {**vars(protocol.deepfool), "clamp": [0.0, 1.0], **space},
-    }[attack]
+    """What an evaluation JSON records about its attack: its declaration's ``parameters``, by
+    default the values of the keys it reads."""
+    member = registry.attack(attack)
+    if member.parameters is not None:
+        return member.parameters(protocol)
+    return _values(attack_keys(attack), protocol)
 
 
 def evaluation_record(settings: Settings, run: RunSpec, attack: str) -> dict:

@@ -6,7 +6,7 @@ from .jobutil import evaluation, job_log
 
 def main(job):
     with job_log(job) as log:
-        result = evaluation(job, log, job.wildcards.audit, evaluate_audit)
+        result = evaluation(job, log, job.wildcards.audit, evaluate_audit, "audit")
         if result is None:
             return
         if job.wildcards.audit == "epsilon":

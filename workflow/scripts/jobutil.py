@@ -67,13 +67,15 @@ def on_own_card(job, log, command: str, run, *arguments: str) -> bool:
     return True
 
 
-def evaluation(job, log, attack: str, evaluate):
-    """An evaluation job (an attack's or the audit's): ``evaluate(settings, run, checkpoint,
-    attack, out)`` in place, returning its result, or the CLI's ``evaluate`` as a child on a
-    GPU slot's card, returning None (the child logged its result)."""
+def evaluation(job, log, attack: str, evaluate, command: str = "evaluate"):
+    """An evaluation job (an attack's or, with ``command="audit"``, the audit's):
+    ``evaluate(settings, run, checkpoint, attack, out)`` in place, returning its result, or the
+    CLI's ``evaluate --attack`` (``audit --kind``) as a child on a GPU slot's card, returning
+    None (the child logged its result)."""
     run = RunSpec.parse(job.wildcards.dataset, job.wildcards.run, job.wildcards.seed)
-    if on_own_card(job, log, "evaluate", run, "--checkpoint", job.input.checkpoint,
-                   "--attack", attack, "--out", job.output[0]):
+    flag = "--kind" if command == "audit" else "--attack"
+    if on_own_card(job, log, command, run, "--checkpoint", job.input.checkpoint,
+                   flag, attack, "--out", job.output[0]):
         return None
     use_threads(job)
     return evaluate(Settings.from_config(job.config), run, Path(job.input.checkpoint), attack,

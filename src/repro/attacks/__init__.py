@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from repro import registry
 from repro.config import Protocol
 
 Range = tuple[float, float] | None
@@ -189,34 +190,33 @@ def deepfool(model, inputs, labels, steps: int = 20, overshoot: float = 0.02,
 
 
 def attack_noise(attack: str, protocol: Protocol, shape, generator) -> torch.Tensor | None:
-    """The random draws ``run_attack`` makes (PGD's random start), or None."""
-    if attack == "pgd" and protocol.pgd.random_start:
-        return uniform_noise(shape, generator)
-    return None
+    """The random draws ``run_attack`` makes (its attack's ``noise``), or None."""
+    draw = registry.attack(attack).noise
+    return None if draw is None else draw(protocol, shape, generator)
 
 
 def run_attack(model, attack: str, inputs, labels, protocol: Protocol,
                generator: torch.Generator | None = None, noise: torch.Tensor | None = None):
-    """Evaluate-time attack by id; returns (adversarial inputs, logits at those inputs).
+    """Evaluate-time attack by id (repro.registry); returns (adversarial inputs, logits at
+    those inputs).
 
     ``noise``: its random draws (:func:`attack_noise`), else drawn from ``generator``."""
-    clip = (0.0, 1.0) if protocol.clip else None
-    if attack == "deepfool":
-        cfg = protocol.deepfool
-        return deepfool(model, inputs, labels, cfg.steps, cfg.overshoot, cfg.overshoot_on)
-    if attack == "clean":
-        adv = inputs
-    elif attack == "fgsm":
-        adv = fgsm(model, inputs, labels, protocol.epsilon, clip)
-    elif attack == "pgd":
-        cfg = protocol.pgd
-        adv = pgd(model, inputs, labels, protocol.epsilon, cfg.step_size, cfg.steps,
-                  random_start=cfg.random_start, clip=clip, generator=generator, noise=noise)
-    else:
-        raise ValueError(f"unknown attack {attack!r}")
+    if noise is None:
+        noise = attack_noise(attack, protocol, inputs.shape, generator)
+    return registry.attack(attack).run(model, inputs, labels, protocol, noise)
+
+
+def logits_at(model, adv: torch.Tensor) -> torch.Tensor:
+    """The eval-mode logits at ``adv``, without gradients, restoring the caller's mode (the
+    verdict of an attack that returns only its adversarial inputs)."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
         logits = model(adv)
     model.train(was_training)
-    return adv, logits
+    return logits
+
+
+def clip_range(protocol: Protocol) -> Range:
+    """FGSM/PGD's image range: [0, 1] on pixels, none on normalized tensors (ledger 2)."""
+    return (0.0, 1.0) if protocol.clip else None

@@ -11,12 +11,18 @@ training at batch 128, and DeepFool's cost depends on the steps a model needs an
 the GPU copes with its shrinking batch, which no pass count predicts (counted, it came out
 at a twentieth of what an H100 took). Without a measured rate, an attack is priced from the
 standard training rate, in units of one image of *standard* training (one forward and one
-backward pass with weight gradients, about three forward passes), with these counts:
+backward pass with weight gradients, about three forward passes), with the count its
+declaration gives (``cost`` in repro.registry), for example:
 
 - a forward pass costs 1/3 (clean evaluation, validation after every epoch);
 - an FGSM or PGD step is a forward and an input backward: about 1;
 - a DeepFool step is a forward and one input backward per class: (1 + K)/3, times the steps
   it typically takes before the prediction flips (``deepfool_steps``; 2-4 on real models).
+
+A defense without a measured rate is priced the same way, from its declared cost per training
+image. A member that declares no cost is priced by a stated rule (:data:`DEFAULT_RULES`: as a
+PGD-trained defense, as a PGD attack), and the estimate says so: it never fails for want of a
+rate.
 
 The audit (Table A, the ε curve) evaluates each main-table run on ``audit.n_images`` images:
 
@@ -34,9 +40,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from repro import grid
+from repro import grid, registry
 from repro.attacks.autoattack import Budget
-from repro.config import NUM_CLASSES, RunSpec, Settings
+from repro.config import Protocol, RunSpec, Settings
+from repro.errors import UserError
 from repro.cost.measured import FALLBACK_GPU, MEASURED, device_kind
 
 # (train + val, test) images of the real datasets; the other sources are sized by the config.
@@ -62,14 +69,30 @@ def split_sizes(settings: Settings, dataset: str) -> dict[str, int]:
     return {name: min(size, subset.get(name) or size) for name, size in sizes.items()}
 
 
+# How a member that declares no cost is priced, in standard-training images per image.
+DEFAULT_RULES = {
+    "defense": ("as a PGD-trained defense: one training pass plus protocol.pgd.steps attack "
+                "steps", lambda protocol, assumed: 1 + protocol.pgd.steps),
+    "attack": ("as PGD: protocol.pgd.steps steps and the verdict's forward pass",
+               lambda protocol, assumed: protocol.pgd.steps + FORWARD),
+}
+
+
+def declared_cost(kind: str, id: str, protocol: Protocol, assumed: dict) -> tuple[float, str]:
+    """(cost of one image in standard-training images, how it was priced) of a member."""
+    member = registry.get(kind, id)
+    if member.cost is None:
+        rule, cost = DEFAULT_RULES[kind]
+        value = cost(protocol, assumed)
+        return value, f"declares no cost; priced {rule} = {value:g} standard-training images"
+    value = member.cost(protocol) if kind == "defense" else member.cost(protocol, assumed)
+    return value, f"priced by its declared cost, {value:g} standard-training images per image"
+
+
 def attack_cost(attack: str, settings: Settings, deepfool_steps: float) -> float:
     """Cost of attacking and classifying one test image, in standard-training images."""
-    protocol = settings.protocol
-    steps = {"clean": 0, "fgsm": 1, "pgd": protocol.pgd.steps}.get(attack)
-    if steps is not None:
-        return steps + FORWARD
-    taken = min(deepfool_steps, protocol.deepfool.steps)
-    return taken * (1 + NUM_CLASSES) * FORWARD + FORWARD
+    return declared_cost("attack", attack, settings.protocol,
+                         {"deepfool_steps": deepfool_steps})[0]
 
 
 def audit_cost(kind: str, settings: Settings, robust_fraction: float) -> float:
@@ -101,12 +124,26 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
     runs = grid.all_runs(config)
     attacks = grid.attacks(config)
 
-    def rate(dataset: str, defense: str, layer: str | None = None) -> float:
+    pricing: dict[str, str] = {}  # member -> how it was priced without a measured rate
+
+    def measured(dataset: str, defense: str, layer: str | None = None) -> float | None:
         for key in ((dataset, defense, layer), defense, "*"):
             if key in images_per_second:
                 return float(images_per_second[key])
-        raise ValueError(f"no --images-per-second for {defense}; give {defense}=N or one "
-                         f"number for every defense")
+        return None
+
+    def rate(dataset: str, defense: str, layer: str | None = None) -> float:
+        found = measured(dataset, defense, layer)
+        if found is not None:
+            return found
+        standard = measured(dataset, "standard")
+        if standard is None:
+            raise UserError("no training rate for standard, which prices every defense and "
+                            "attack without a rate of its own: add standard=N to "
+                            "--images-per-second, or give one number for every defense")
+        cost, how = declared_cost("defense", defense, settings.protocol, {})
+        pricing[defense] = f"training {defense}: no measured rate; {how}"
+        return standard / cost
 
     audited = set(grid.audit_runs(config))
     train_hours, eval_hours, jobs, eval_jobs = Counter(), Counter(), Counter(), Counter()
@@ -127,8 +164,13 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
             if done(grid.eval_path(config.get("results", ""), run, attack)):
                 continue
             eval_jobs[attack] += 1
-            per_image = (1 / attack_rates[attack] if attack in attack_rates
-                         else attack_cost(attack, settings, deepfool_steps) / standard)
+            if attack in attack_rates:
+                per_image = 1 / attack_rates[attack]
+            else:
+                cost, how = declared_cost("attack", attack, settings.protocol,
+                                          {"deepfool_steps": deepfool_steps})
+                pricing.setdefault(attack, f"attack {attack}: no measured rate; {how}")
+                per_image = cost / standard
             eval_hours[attack] += sizes["test"] * per_image / 3600
         for kind in grid.AUDITS if run in audited else ():
             if done(grid.eval_path(config.get("results", ""), run, kind)):
@@ -141,7 +183,7 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
             "epochs": epochs, "robust_fraction": robust_fraction, "runs": dict(jobs),
             "train_hours": dict(train_hours), "training_hours": training,
             "eval_hours": dict(eval_hours), "eval_jobs": dict(eval_jobs),
-            "total_hours": training + sum(eval_hours.values())}
+            "total_hours": training + sum(eval_hours.values()), "pricing": pricing}
 
 
 def floor_rates(config: dict, peak_tflops: float) -> dict[tuple, float]:
@@ -199,6 +241,10 @@ def format_estimate(result: dict, floor: dict | None = None) -> str:
     for attack in result["eval_hours"]:
         lines.append(row(f"eval {attack}", result["eval_jobs"][attack], "eval_hours", attack))
     lines.append(row("total", "", "total_hours"))
+    if result.get("pricing"):
+        lines += ["", "Priced without a measured rate (give one with --images-per-second or "
+                      "--attack-images-per-second):"] + [f"  {how}" for how in
+                                                         result["pricing"].values()]
     return "\n".join(lines)
 
 
@@ -243,6 +289,9 @@ def cost_notice(config: dict, epochs: int = 20) -> str:
     else:
         wall = hours
         text += f": about {_hours(hours)} GPU-hours on {name}{priced}, one job at a time."
+    unmeasured = [how for how in result["pricing"].values() if not how.startswith("attack clean")]
+    if unmeasured:
+        text += f" Priced without a measured rate: {'; '.join(unmeasured)}."
     if wall <= 24:
         return text
     cheaper = [f"the smoke preset (--configfile {SMOKE_PRESET}: minutes, a check of the "

@@ -15,7 +15,8 @@ from typing import Callable
 
 import pandas as pd
 
-from repro.config import ATTACKS, LAYERS, Settings
+from repro import registry
+from repro.config import LAYERS, Settings
 from repro.data import describe_source
 from repro.grid import ATTACK_NAMES, BETA_TABLE, DATASET_NAMES, LAYER_TABLE
 from repro.report import fmt_cell, to_markdown
@@ -34,7 +35,7 @@ def table_numbers(paths: dict[int, str | Path]) -> pd.DataFrame:
     frames = []
     for number, path in paths.items():
         wide = pd.read_csv(path)
-        for attack in ATTACKS:
+        for attack in registry.ids("attack"):
             if f"{attack}_mean" in wide:
                 frames.append(pd.DataFrame({
                     "table": number, "row_label": wide["row_label"], "layer": wide["layer"],

@@ -18,7 +18,8 @@ import torch
 
 from repro.runtime import io
 from repro.errors import UserError
-from repro.config import ATTACKS, METRICS, RunSpec
+from repro import registry
+from repro.config import METRICS, RunSpec
 from repro.grid import parse_eval_path
 
 
@@ -78,9 +79,17 @@ def read_eval(path) -> dict:
 
 # The accuracies (%) each kind of evaluation JSON holds: repro.runs.evaluate's attacks top-1/3/5,
 # the audit's AutoAttack JSON every column of Table A (repro.runs.audit), its ε curve one per ε.
-ACCURACIES = {**{attack: METRICS for attack in ATTACKS},
-              "autoattack": ("clean_top1", "fgsm_top1", "pgd_top1", "autoattack_top1", "top1"),
-              "epsilon": ("top1_by_epsilon",)}
+AUDIT_ACCURACIES = {
+    "autoattack": ("clean_top1", "fgsm_top1", "pgd_top1", "autoattack_top1", "top1"),
+    "epsilon": ("top1_by_epsilon",)}
+
+
+def accuracies(kind) -> tuple[str, ...] | None:
+    """The accuracies an evaluation JSON of ``kind`` (an attack or audit) holds; None if
+    ``kind`` is neither."""
+    if kind in AUDIT_ACCURACIES:
+        return AUDIT_ACCURACIES[kind]
+    return METRICS if isinstance(kind, str) and kind in registry.ids("attack") else None
 
 
 def eval_problems(data, run: RunSpec | None = None, attack: str | None = None) -> list[str]:
@@ -90,11 +99,12 @@ def eval_problems(data, run: RunSpec | None = None, attack: str | None = None) -
         return [f"a {type(data).__name__}, not an object"]
     problems = []
     kind = data.get("attack")
-    if "attack" in data and kind not in ACCURACIES:
-        problems.append(f"attack is {kind!r}, not one of {list(ACCURACIES)}")
+    if "attack" in data and accuracies(kind) is None:
+        known = [*registry.ids("attack"), *AUDIT_ACCURACIES]
+        problems.append(f"attack is {kind!r}, not one of {known}")
     elif attack is not None and data.get("attack", attack) != attack:
         problems.append(f"it holds attack {kind!r}, not {attack!r}")
-    metrics = ACCURACIES.get(kind, METRICS)
+    metrics = accuracies(kind) or METRICS
     missing = [key for key in ("run", "attack", *metrics, "n") if key not in data]
     if missing:
         problems.append(f"lacks {missing}")

@@ -12,7 +12,8 @@ from repro.runs import artifacts
 
 from repro.runtime import io
 from repro.attacks import attack_noise, run_attack
-from repro.config import ATTACKS, RunSpec, Settings
+from repro import registry
+from repro.config import RunSpec, Settings
 from repro.runtime.device import prepare_model, select_device, to_device
 from repro.errors import UserError
 from repro.runtime.graphs import StepGraph, graphs_record, graphs_wanted
@@ -55,13 +56,14 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, batch_size: int,
 
 
 def attack_chunk(settings: Settings, model, attack: str, device) -> StepGraph:
-    """``chunk(inputs, labels[, noise]) -> logits`` under ``attack``: FGSM and PGD, whose
-    shapes never change, run as CUDA graphs for full chunks (``training.cuda_graphs``);
-    DeepFool's active set shrinks, so it and the single clean pass stay eager."""
+    """``chunk(inputs, labels[, noise]) -> logits`` under ``attack``: an attack whose shapes
+    never change (declared ``graphs``: FGSM, PGD) runs as CUDA graphs for full chunks
+    (``training.cuda_graphs``); DeepFool's active set shrinks, so it and the single clean pass
+    stay eager."""
     def chunk(inputs, labels, *noise):
         return run_attack(model, attack, inputs, labels, settings.protocol,
                           noise=noise[0] if noise else None)[1]
-    graphs = attack in ("fgsm", "pgd") and graphs_wanted(
+    graphs = registry.attack(attack).graphs and graphs_wanted(
         settings.training.cuda_graphs, device)
     return StepGraph(chunk, settings.attack_chunk_size, graphs)
 
@@ -83,8 +85,7 @@ def attack_logits(settings: Settings, model, attack: str, test: data.Split, seed
 
 def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attack: str,
                  out_json: str | Path | None = None, device=None) -> dict:
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; choose from {list(ATTACKS)}")
+    registry.attack(attack)  # an unknown id: ValueError naming the known ones
     device = select_device(device or settings.training.device)
     started = time.perf_counter()
     model, saved = load_checkpoint(settings, run, checkpoint, device)
@@ -113,7 +114,7 @@ def made_by(settings: Settings, run: RunSpec, saved: dict, checkpoint, source: s
         # the whole protocol: the checkpoint's record holds only what its defense's training
         # read, and load_checkpoint checked that part against these settings. Only the keys
         # of records.evaluation_keys are kept current by the workflow (report.caption)
-        "protocol": settings.as_dict()["protocol"], "checkpoint": str(checkpoint),
+        "protocol": settings.protocol.as_record(), "checkpoint": str(checkpoint),
         "training": {"epochs": saved["epochs"], "best_val_loss": saved["best_val_loss"],
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
                      "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"]},
