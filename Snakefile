@@ -22,6 +22,7 @@ report: "workflow/report/workflow.rst"
 
 
 onstart:
+    check_writable()
     interrupt.relay_sigterm()
     print(estimate.cost_notice(config), file=sys.stderr)
 

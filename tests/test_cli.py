@@ -5,11 +5,13 @@ import pytest
 import torch
 import yaml
 
+import repro.data
 import repro.runs.train
 from repro import cli
 from repro.config import load_config
 
 from conftest import BAD_CONFIGS, ROOT
+from filesystems import read_only
 
 RUN = ["--dataset", "mnist", "--defense", "standard", "--seed", "0"]
 
@@ -96,3 +98,29 @@ def test_training_by_hand_uses_the_workflows_thread_count(tmp_path, monkeypatch)
     cli.main(_command(tmp_path, "train", "--out", str(tmp_path / "m.pt")))
     cli.main(_command(tmp_path, "train", "--out", str(tmp_path / "m.pt"), "--threads", "3"))
     assert used == [1, 3]
+
+
+@pytest.mark.parametrize("command, where", [
+    ("train", ["--out", "{folder}/runs/model.pt"]),
+    ("evaluate", ["--checkpoint", "{tmp}/model.pt", "--attack", "fgsm",
+                  "--out", "{folder}/eval/fgsm.json"]),
+    ("evaluate", ["--checkpoint", "{tmp}/model.pt", "--attack", "autoattack",
+                  "--out", "{folder}/eval/autoattack.json"]),
+    ("download", ["--set", "data.root={folder}", "--set",
+                  "data.datasets.mnist.source=torchvision"]),
+], ids=["train", "evaluate", "audit", "download"])
+def test_a_read_only_output_folder_fails_before_any_work(tmp_path, monkeypatch, command, where):
+    """Before: `train --out` into a read-only folder trained a whole epoch, then failed."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started although the output cannot be written")
+    monkeypatch.setattr(repro.runs.train, "train_run", no_work)
+    monkeypatch.setattr(repro.data, "load", no_work)
+    with read_only(tmp_path / "ro") as folder:
+        extra = [arg.format(folder=folder, tmp=tmp_path) for arg in where]
+        argv = _command(tmp_path, command, *extra)
+        if command == "download":
+            argv = [arg for arg in argv if arg not in RUN] + ["mnist"]
+        lines = _fails(argv)
+    assert len(lines) == 1 and lines[0].startswith(f"python -m repro {command}: cannot write "
+                                                   f"{folder}/"), lines
+    assert "read-only" in lines[0] or "permission denied" in lines[0]

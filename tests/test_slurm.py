@@ -6,17 +6,22 @@ layer, one seed and two attacks, covers the data download (local rule), one trai
 evaluation jobs (Slurm jobs, each asking for one GPU as the paper's config does; the node has
 pretend GPUs) and the table (local rule). It is built twice, with the local profile and with
 profiles/slurm (edited as its comments tell a user to: the GPU type set), and the two
-tables must agree number for number.
+tables must agree number for number. A third build trains the same run under a one-minute
+Slurm time limit that it cannot meet: the resubmitted job must resume and end with the local
+build's checkpoint.
 """
 import copy
 import csv
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from slurm_cluster import missing_requirements, slurm_cluster
@@ -37,14 +42,14 @@ pytestmark = [
 ]
 
 
-def write_config(folder: Path) -> Path:
+def write_config(folder: Path, resources: dict = RESOURCES) -> Path:
     """The smoke preset, cut down to one Table 4 run, with results and data under ``folder``."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "config/smoke.yaml").read_text()))
     config["results"] = str(folder / "results")
     config["data"]["root"] = str(folder / "data")
     config["grid"] = {"seeds": [0], "layer_ablation": {"layers": ["embed5"]}}
     config["evaluation"]["attacks"] = ATTACKS
-    config["resources"] = RESOURCES
+    config["resources"] = resources
     path = folder / "config.yaml"
     folder.mkdir(parents=True)
     path.write_text(yaml.safe_dump(config))
@@ -94,12 +99,18 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_slurm_profile_submits_each_job_to_slurm(tmp_path):
+@pytest.fixture(scope="module")
+def local_build(tmp_path_factory) -> Path:
+    """The target built without Slurm: what every Slurm build must equal."""
     reason = missing_requirements()
     if reason:
         pytest.fail(f"REPRO_SLURM_TEST=1 but no Slurm can be started here: {reason}")
+    folder = tmp_path_factory.mktemp("slurm-reference") / "local"
+    snakemake(folder, "--profile", "profiles/local")
+    return folder
 
-    snakemake(tmp_path / "local", "--profile", "profiles/local")
+
+def test_slurm_profile_submits_each_job_to_slurm(tmp_path, local_build):
 
     slurm_dir = tmp_path / "slurm"
     with slurm_cluster(gpus=1, gpu_type=GPU_TYPE) as cluster:
@@ -134,8 +145,69 @@ def test_slurm_profile_submits_each_job_to_slurm(tmp_path):
     assert "localrule prepare_data" in out and "localrule accuracy_table" in out
 
     # The same numbers as a local run.
-    assert table_rows(slurm_dir) == table_rows(tmp_path / "local")
+    assert table_rows(slurm_dir) == table_rows(local_build)
 
     # Nothing left running: the daemons exited, and no job process remains.
     assert all(process.poll() is not None for process in daemons.values())
     assert processes_mentioning(str(slurm_dir)) == []
+
+
+RUN_DIR = Path("results/runs/cifar10/cl-fgsm-embed5-beta6/seed0")
+
+
+def _stop_job_processes(folder: Path, spare: int) -> list[int]:
+    """SIGSTOP every process working for ``folder``'s Slurm jobs (all mention its config) but
+    the Snakemake process ``spare``: the job then outlives its time limit, as a long job does."""
+    stopped = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        pid = int(cmdline.parent.name)
+        try:
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in command and pid not in (spare, os.getpid()):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+    return stopped
+
+
+def test_a_training_job_past_its_time_limit_resumes_when_resubmitted(tmp_path, local_build):
+    """Slurm ends a job at its time limit (state TIMEOUT: SIGTERM, then SIGKILL); the profile's
+    `retries: 1` resubmits it, and the training resumes from its last finished epoch. The first
+    attempt is held (SIGSTOP) after its first epoch, so it meets its one-minute limit on any
+    machine; the training stays the smoke run's two epochs."""
+    folder = tmp_path / "slurm"
+    train_only = {**RESOURCES, "train": {**RESOURCES["train"], "runtime": 1}}
+    config = write_config(folder, train_only)
+    state = folder / RUN_DIR / "model.pt.state"
+    with slurm_cluster(gpus=1, gpu_type=GPU_TYPE) as cluster:
+        main = subprocess.Popen(
+            [sys.executable, "-m", "snakemake", str(folder / RUN_DIR / "model.pt"),
+             "--profile", str(slurm_profile(tmp_path)), "--slurm-status-command", "squeue",
+             "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs",
+             "--slurm-logdir", str(folder / "slurm_logs"), "--configfile", str(config)],
+            cwd=ROOT, env=cluster.env, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not state.exists() and main.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert state.exists(), "the training job wrote no state after its first epoch"
+            assert _stop_job_processes(folder, main.pid)
+            out, _ = main.communicate(timeout=600)
+        finally:
+            if main.poll() is None:
+                main.kill()
+        trainings = sorted((job for job in cluster.jobs()
+                            if job["comment"].startswith("rule_train")), key=lambda j: int(j["id"]))
+    assert main.returncode == 0, out
+    assert [job["state"] for job in trainings] == ["TIMEOUT", "COMPLETED"], out
+    resumed = (folder / "slurm_logs").rglob(f"{trainings[1]['id']}.log")
+    assert any("after epoch 1" in log.read_text() for log in resumed), out
+
+    ours = torch.load(folder / RUN_DIR / "model.pt", weights_only=False)
+    reference = torch.load(local_build / RUN_DIR / "model.pt", weights_only=False)
+    assert ours["model"].keys() == reference["model"].keys()
+    assert all(torch.equal(ours["model"][k], reference["model"][k]) for k in ours["model"])
+    assert [m["val_loss"] for m in ours["metrics"]] == [m["val_loss"]
+                                                        for m in reference["metrics"]]

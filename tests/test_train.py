@@ -1,3 +1,4 @@
+import shutil
 import uuid
 
 import pytest
@@ -8,6 +9,8 @@ from repro import records
 from repro.config import RunSpec
 from repro.runs.artifacts import load_checkpoint
 from repro.runs.train import NonFiniteLoss, train_run
+from filesystems import small_filesystem
+from repro.runtime.io import OutputUnwritable
 from tolerance import EPSBF16
 
 RUN = RunSpec("cifar10", "at-fgsm", seed=1)
@@ -121,3 +124,24 @@ def test_bf16_training_agrees_with_fp32_on_a_tiny_run(make_settings, tmp_path):
     assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], rel=8 * EPSBF16)
     assert bf16["val_loss"] == pytest.approx(fp32["val_loss"], rel=8 * EPSBF16)
     assert results["bf16"]["precision"] == "bf16"
+
+
+def test_a_rerun_that_fills_the_disk_leaves_the_finished_run_as_it_was(make_settings, tmp_path):
+    """A finished run on a disk with room for its files but not for a second run's training
+    state (model, best weights and AdamW's moments: about four checkpoints). Before, the rerun
+    replaced the finished run's metrics.csv after its first epoch, then died in a 28-line
+    traceback (`unexpected pos`) that named neither the file nor the cause."""
+    settings = make_settings("training.max_epochs=1", "data.datasets.cifar10.subset.train=32")
+    run = RunSpec("cifar10", "standard", 0)
+    train_run(settings, run, tmp_path / "done" / "model.pt", progress=False)
+    with small_filesystem(tmp_path / "disk", 80) as disk:
+        for name in ("model.pt", "metrics.csv"):
+            shutil.copy(tmp_path / "done" / name, disk / name)
+        finished = {path.name: path.read_bytes() for path in disk.iterdir()}
+        changed = make_settings("training.max_epochs=1", "data.datasets.cifar10.subset.train=32",
+                                "training.lr=0.001")
+        with pytest.raises(OutputUnwritable) as caught:
+            train_run(changed, run, disk / "model.pt", progress=False)
+        assert str(caught.value).startswith(f"cannot write {disk / 'model.pt.state'}: no space "
+                                            f"left on the device (ENOSPC)")
+        assert {path.name: path.read_bytes() for path in disk.iterdir()} == finished

@@ -21,6 +21,7 @@ from repro.runs.artifacts import load_checkpoint, read_eval
 from repro.config import load_config, merge_config
 
 from conftest import BAD_CONFIGS
+from filesystems import read_only
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -494,3 +495,23 @@ def _metrics(checkpoint: Path) -> list[dict]:
     """Training metrics without the wall-clock column."""
     with open(checkpoint.with_name("metrics.csv")) as handle:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("folder", ["results", "data"])
+def test_a_read_only_results_folder_or_data_root_fails_at_start_naming_it(tmp_path, folder):
+    """Before: the jobs ran (a download, hours of training) and the first write failed."""
+    with read_only(tmp_path / "ro") as locked:
+        config = write_config(tmp_path, {folder: str(locked)} if folder == "results"
+                              else {"data": {"root": str(locked)}})
+        if folder == "data":
+            config.write_text(config.read_text().replace(str(tmp_path / "data"), str(locked)))
+        start = time.monotonic()
+        proc = snakemake(str(tmp_path / "results" / "table3.md") if folder == "data"
+                         else str(locked / "table3.md"), "--cores", "1",
+                         "--configfile", str(config), check=False)
+        assert proc.returncode != 0 and time.monotonic() - start < 120
+        output = proc.stdout + proc.stderr
+        assert "Traceback" not in output and f"cannot write {locked}/" in output, output
+        assert "read-only" in output or "permission denied" in output
+        assert not any(locked.iterdir())
+    assert not (tmp_path / "results" / "table3.md").exists()

@@ -149,6 +149,24 @@ def main(argv=None) -> int:
         raise SystemExit(f"python -m repro {args.command}: {error}") from error
 
 
+def _check_writable(args, settings: Settings) -> None:
+    """Fail before any work when this command cannot write where it will (a read-only folder,
+    another user's), instead of after an epoch of training."""
+    if args.command == "estimate":
+        return
+    from repro.runtime import io
+
+    if args.command == "download":
+        from repro import data
+
+        torchvision = settings.data.source(args.dataset).get("source") == "torchvision"
+        paths = [data.lock_file(settings, args.dataset)] if torchvision else []
+    else:
+        paths = [args.out] if args.out else []
+    for path in paths:
+        io.check_writable(path)
+
+
 def _main(args) -> int:
     if args.command == "evaluate" and args.attack in AUDITS:
         raise UserError(f"--attack {args.attack} is an audit kind, not an attack; run "
@@ -160,6 +178,7 @@ def _main(args) -> int:
             registry.attack(args.attack)
         except ValueError as error:
             raise UserError(f"--attack: {error}") from error
+    _check_writable(args, settings)
     if args.command == "train":
         from repro.runs.train import train_run
 

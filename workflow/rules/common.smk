@@ -18,6 +18,7 @@ from repro.cost import estimate  # noqa: E402  (needs the path above)
 
 from repro.runtime import interrupt  # noqa: E402  (needs the path above)
 import repro.config  # noqa: E402
+from repro.errors import UserError  # noqa: E402
 from repro.config import DATASETS, RunSpec, Settings  # noqa: E402
 
 
@@ -125,7 +126,27 @@ def run_job(rule, input, output, params, wildcards, threads, resources, log):
     """
     # the arguments above, by name; main_process: not a cluster job's own Snakemake
     job = SimpleNamespace(config=config, main_process=workflow.is_main_process, **locals())
-    importlib.import_module(f"{JOB_PACKAGE}.{rule}").main(job)
+    try:
+        importlib.import_module(f"{JOB_PACKAGE}.{rule}").main(job)
+    except UserError as error:  # the message is the whole story (the job's log has the trace)
+        raise WorkflowError(str(error)) from None
+
+
+def check_writable():
+    """At start-up (onstart: not for a dry run), fail at once, naming the folder, when the
+    results folder, or the data root while a dataset still has to be prepared there, cannot
+    be written: not after the first job has run for hours."""
+    from repro.runtime import io
+
+    paths = [os.path.join(RESULTS, "logs", "snakemake")]
+    markers = [grid.data_marker(config, name) for name in config["data"]["datasets"]]
+    if not all(marker.exists() for marker in markers):
+        paths.append(os.path.join(DATA_ROOT, "snakemake"))
+    try:
+        for path in paths:
+            io.check_writable(path)
+    except UserError as error:
+        raise WorkflowError(str(error)) from None
 
 
 # ---- report rules (report.smk) ----

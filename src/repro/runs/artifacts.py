@@ -42,12 +42,13 @@ def _weights_problem(weights) -> str | None:
     return None
 
 
-def save_checkpoint(path, checkpoint: dict) -> None:
-    """Write a trained checkpoint atomically; one without weights is never written."""
+def save_checkpoint(path, checkpoint: dict, texts: dict | None = None) -> None:
+    """Write a trained checkpoint atomically, with ``texts`` ({path: text}, its metrics) or
+    none of them; one without weights is never written."""
     problem = _weights_problem(checkpoint.get("model"))
     if problem:
         raise ValueError(f"refusing to write {path}: the checkpoint {problem}")
-    io.save_torch(path, checkpoint)
+    io.save_torch(path, checkpoint, texts)
 
 
 def load_checkpoint(path, required=()) -> dict:

@@ -53,7 +53,8 @@ def autocast(settings: Settings, device: torch.device):
 
 def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=None,
               progress: bool | None = None) -> dict:
-    """Train ``run`` and write its best-validation checkpoint and ``metrics.csv`` beside it."""
+    """Train ``run`` and write its best-validation checkpoint and ``metrics.csv`` beside it
+    (together, at the end: until then the state file beside the checkpoint holds both)."""
     checkpoint = Path(checkpoint)
     device = select_device(device or settings.training.device)
     cfg = settings.training
@@ -103,7 +104,8 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
                                  "val_acc": val_acc, "best": improved,
                                  "seconds": round(time.perf_counter() - started, 3)})
         state["epoch"] = epoch + 1
-        io.write_text(metrics_path, _metrics_csv(state["metrics"]))
+        # metrics.csv is written with the checkpoint, not here: a failed rerun of a finished
+        # run must leave that run's files as they were (the state file holds the metrics)
         io.save_torch(state_path, {**state, "record": record, "model": model.state_dict(),
                                    "optimizer": optimizer.state_dict()})
 
@@ -114,7 +116,8 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
               "wall_seconds": round(state["elapsed"], 3),
               "cuda_graphs": graphs_record(cfg.cuda_graphs, step),
               "provenance": io.provenance(device)}
-    artifacts.save_checkpoint(checkpoint, result)
+    artifacts.save_checkpoint(checkpoint, result,
+                              {metrics_path: _metrics_csv(state["metrics"])})
     state_path.unlink(missing_ok=True)
     return result
 
