@@ -71,7 +71,9 @@ def _pretend_built(config: dict, config_path: Path, targets: list[str]) -> None:
     real run would leave (Snakemake's input-set rerun trigger needs it).
     """
     stages = [[grid.data_marker(config, d) for d in config["data"]["datasets"]],
-              [grid.checkpoint_path(config["results"], r) for r in grid.all_runs(config)],
+              [path for r in grid.all_runs(config) for path in (
+                  grid.checkpoint_path(config["results"], r),
+                  grid.metrics_path(config["results"], r))],
               [grid.eval_path(config["results"], r, a) for r in grid.all_runs(config)
                for a in grid.attacks(config)]
               + [Path(p) for kind in grid.AUDITS for p in grid.audit_inputs(config, kind)],
