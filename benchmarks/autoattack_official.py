@@ -105,7 +105,17 @@ def main(argv=None) -> int:
     budget = ORIGINAL_BUDGET
     if args.small_budget:
         budget = Budget(10, 10, 2, 10, 2, 100)
-    result = agreement(model, pixels, labels, args.epsilon, True, budget, args.seeds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "runs.jsonl"  # each finished run at once: what a cut-off run keeps
+    partial.write_text("")
+
+    def keep(name, seed, robust):
+        with open(partial, "a") as handle:
+            handle.write(json.dumps({"implementation": name, "seed": seed, "robust":
+                                     robust.int().tolist(), "clean_top1": clean,
+                                     "cpu_seconds": time.process_time() - cpu}) + "\n")
+
+    result = agreement(model, pixels, labels, args.epsilon, True, budget, args.seeds, keep)
     per_image = result.pop("per_image")
     result.update({
         "command": "python benchmarks/autoattack_official.py " + " ".join(

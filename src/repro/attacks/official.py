@@ -84,7 +84,7 @@ def official_autoattack(model: nn.Module, inputs: torch.Tensor, labels: torch.Te
 
 
 def agreement(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, epsilon: float,
-              clip: bool, budget: Budget, seeds: list[int]) -> dict:
+              clip: bool, budget: Budget, seeds: list[int], on_run=None) -> dict:
     """The audit's AutoAttack and the official one on the same images, once per seed each.
 
     Per image and run, robust = still classified correctly. The two use different random
@@ -93,7 +93,8 @@ def agreement(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, epsi
     the implementations' own spread: an image is a disagreement *beyond* seed noise only if
     one implementation fooled it in every one of its runs and the other in none of its own.
     Robust accuracies are compared the same way: their means over seeds against the largest
-    difference between two seeds of one implementation.
+    difference between two seeds of one implementation. ``on_run(name, seed, robust)`` is
+    called after each run (a long comparison can keep what it has).
     """
     from repro.attacks.autoattack import autoattack
 
@@ -102,6 +103,8 @@ def agreement(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, epsi
         for name, attack in (("repro", autoattack), ("official", official_autoattack)):
             found = attack(model, inputs, labels, epsilon, clip, budget, seed)
             robust[name].append((found["logits"].argmax(1) == labels).cpu())
+            if on_run is not None:
+                on_run(name, seed, robust[name][-1])
     robust = {name: torch.stack(runs) for name, runs in robust.items()}  # seeds x images
 
     def percent(flags):
