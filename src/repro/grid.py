@@ -192,6 +192,11 @@ def checkpoint_path(results: str, run: RunSpec) -> Path:
     return run_dir(results, run) / "model.pt"
 
 
+def metrics_path(results: str, run: RunSpec) -> Path:
+    """Per-epoch losses and accuracies, written by the training job beside its checkpoint."""
+    return run_dir(results, run) / "metrics.csv"
+
+
 def eval_path(results: str, run: RunSpec, attack: str) -> Path:
     return run_dir(results, run) / "eval" / f"{attack}.json"
 
@@ -281,11 +286,40 @@ def audit_files(config: dict) -> list[str]:
             + [audit_path(config, "checks", ext) for ext in ("md", "csv")])
 
 
+def robustbench_path(config: dict, run: RunSpec) -> str:
+    """One audited model as a RobustBench ``model_info`` JSON, in RobustBench's layout
+    (``<dataset>/<threat model>/<model id>.json``; repro.report.robustbench)."""
+    return f"{config['results']}/robustbench/{run.dataset}/Linf/{run.name}_seed{run.seed}.json"
+
+
+def robustbench_files(config: dict) -> list[str]:
+    """A RobustBench JSON per audited model (beside Table A)."""
+    return [robustbench_path(config, run) for run in audit_runs(config)]
+
+
+def curve_path(config: dict, number: int, ext: str = "png") -> str:
+    """Table ``number``'s training curves (repro.report.curves)."""
+    return f"{config['results']}/plots/curves-table{number}.{ext}"
+
+
+def curve_inputs(config: dict, number: int) -> list[str]:
+    """The ``metrics.csv`` of every run of table ``number``, in the table's run order."""
+    return [str(metrics_path(config["results"], run)) for run in tables(config)[number].runs()]
+
+
+def curve_files(config: dict) -> list[str]:
+    """Training curves of every accuracy table's runs, one figure per table."""
+    return [curve_path(config, number, ext) for number, table in tables(config).items()
+            if table.kind == "accuracy" for ext in ("png", "pdf")]
+
+
 def targets(config: dict) -> list[str]:
     """Everything ``rule all`` builds: every table in three formats, both plots, the
-    comparison with the paper and the ledger, and the audit."""
+    comparison with the paper and the ledger, the audit with its RobustBench JSONs, and the
+    training curves."""
     files = [f for number in TABLE_NUMBERS for f in table_files(config, number)]
-    return files + plot_files(config) + comparison_files(config) + audit_files(config)
+    return (files + plot_files(config) + comparison_files(config) + audit_files(config)
+            + robustbench_files(config) + curve_files(config))
 
 
 def missing_intermediates(config: dict) -> dict[str, list[str]]:
@@ -306,6 +340,11 @@ def missing_intermediates(config: dict) -> dict[str, list[str]]:
     built[audit_path(config, "tableA")] = autoattack
     built[plot_path(config, "epsilon")] = epsilon
     built[audit_path(config, "checks")] = autoattack + epsilon
+    for run in audit_runs(config):
+        built[robustbench_path(config, run)] = [str(eval_path(config["results"], run,
+                                                              "autoattack"))]
+    for number in (n for n, table in tables(config).items() if table.kind == "accuracy"):
+        built[curve_path(config, number)] = curve_inputs(config, number)
     audited = set(audit_runs(config))
     for run in all_runs(config):
         for attack in attacks(config) + (AUDITS if run in audited else ()):

@@ -35,6 +35,7 @@ localrules:
     audit_table,
     epsilon_plot,
     masking_checks,
+    robustbench,
 
 
 rule audit_table:
@@ -89,5 +90,18 @@ rule masking_checks:
     params:
         tolerance=config["audit"]["tolerance"],
         near_zero=config["audit"]["near_zero"],
+    run:
+        run_job(rule, input, output, params, wildcards, threads, resources, log)
+
+
+rule robustbench:
+    input:
+        os.path.join(RUN_DIR, "eval", "autoattack.json"),
+    output:
+        os.path.join(RESULTS, "robustbench", "{dataset}", "Linf", "{run}_seed{seed}.json"),
+    log:
+        os.path.join(LOGS, "report", "robustbench", "{dataset}", "{run}_seed{seed}.log"),
+    params:
+        pretrained=config["model"]["pretrained"],
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)

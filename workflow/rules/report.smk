@@ -6,6 +6,7 @@ localrules:
     accuracy_table,
     embedding_table,
     plot,
+    curves,
 
 
 rule accuracy_table:
@@ -64,6 +65,25 @@ rule plot:
         os.path.join(LOGS, "report/plot-{plot}.log"),
     wildcard_constraints:
         plot="|".join(grid.PLOTS),
+    run:
+        run_job(rule, input, output, params, wildcards, threads, resources, log)
+
+
+rule curves:
+    input:
+        lambda w: grid.curve_inputs(config, int(w.table)),
+    output:
+        png=report(
+            os.path.join(RESULTS, "plots/curves-table{table}.png"),
+            caption="../report/curves.rst",
+            category="Training curves",
+            labels={"table": "Table {table}"},
+        ),
+        pdf=os.path.join(RESULTS, "plots/curves-table{table}.pdf"),
+    log:
+        os.path.join(LOGS, "report/curves-table{table}.log"),
+    wildcard_constraints:
+        table="|".join(map(str, ACCURACY_TABLES)),
     run:
         run_job(rule, input, output, params, wildcards, threads, resources, log)
 

@@ -6,6 +6,7 @@ rule train:
         data=data_marker,
     output:
         checkpoint=os.path.join(RUN_DIR, "model.pt"),
+        metrics=os.path.join(RUN_DIR, "metrics.csv"),
     log:
         os.path.join(LOGS, "train/{dataset}/{run}/seed{seed}.log"),
     benchmark:

@@ -181,7 +181,9 @@ def input_box(model, epsilon: float, clip: bool) -> tuple[float, float]:
 
 def components(boxed: UnitBox, epsilon: float, budget: Budget, seed: int) -> list:
     """The four torchattacks components at ``budget``, as the original AutoAttack sets them
-    (one restart each; Square with p_init 0.8 and the margin loss)."""
+    (one restart each; Square with p_init 0.8, the margin loss and the original's fixed step
+    schedule: torchattacks' default ``resc_schedule=True`` rescales Square's schedule to its
+    query budget, the official code does not, which matters below 10,000 queries)."""
     from torchattacks import APGD, APGDT, FAB, Square
 
     eps = epsilon / boxed.span
@@ -192,7 +194,7 @@ def components(boxed: UnitBox, epsilon: float, budget: Budget, seed: int) -> lis
             FAB(boxed, norm="Linf", eps=eps, steps=budget.fab_t_steps, n_restarts=1,
                 seed=seed + 2, multi_targeted=True, n_classes=budget.fab_t_targets + 1),
             Square(boxed, norm="Linf", eps=eps, n_queries=budget.square_queries, n_restarts=1,
-                   seed=seed + 3, p_init=0.8, loss="margin")]
+                   seed=seed + 3, p_init=0.8, loss="margin", resc_schedule=False)]
 
 
 def _project(candidate: torch.Tensor, unit: torch.Tensor, eps: float) -> torch.Tensor:
