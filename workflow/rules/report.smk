@@ -81,8 +81,7 @@ localrules:
 rule comparison:
     input:
         tables=[os.path.join(RESULTS, f"table{n}.csv") for n in ACCURACY_TABLES],
-        table_a=os.path.join(RESULTS, "tableA.csv"),
-        checks=os.path.join(RESULTS, "checks.csv"),
+        **AUDIT_REPORTS,
     output:
         md=os.path.join(RESULTS, "comparison.md"),
         csv=report(
