@@ -133,9 +133,7 @@ def run_job(rule, input, output, params, wildcards, threads, resources, log):
 # The config sections whose values the ledger shows (docs/fidelity.md names their keys).
 LEDGER_VALUES = {k: config[k] for k in ("data", "model", "training", "protocol", "grid")}
 ACCURACY_TABLES = [
-    n
-    for n, t in grid.tables(config).items()
-    if t.kind == "accuracy" and n in grid.selected(config)
+    n for n, t in grid.tables(config).items() if t.kind == "accuracy" and n in grid.selected(config)
 ]
 # Table A and the masking checks exist only when a table the audit covers is selected.
 AUDIT_REPORTS = (

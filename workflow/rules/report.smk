@@ -80,8 +80,8 @@ localrules:
 
 rule comparison:
     input:
-        tables=[os.path.join(RESULTS, f"table{n}.csv") for n in ACCURACY_TABLES],
         **AUDIT_REPORTS,
+        tables=[os.path.join(RESULTS, f"table{n}.csv") for n in ACCURACY_TABLES],
     output:
         md=os.path.join(RESULTS, "comparison.md"),
         csv=report(
