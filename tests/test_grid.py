@@ -2,8 +2,10 @@
 import csv
 from pathlib import Path
 
+import pytest
+
 from repro import grid
-from repro.config import RunSpec
+from repro.config import ConfigError, RunSpec, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,3 +95,29 @@ def test_missing_intermediates_names_deleted_inputs_of_built_outputs(tmp_path, p
     (tmp_path / "checks.md").write_text("built")  # made from both kinds of audit JSON
     missing = grid.missing_intermediates(config)
     assert len(missing[str(tmp_path / "checks.md")]) == 2 * len(grid.audit_runs(config)) - 1
+
+
+def test_selected_tables_narrow_runs_targets_and_audit(paper_config):
+    """grid.tables: [2, 8, 9] (config/mnist-real.yaml) plans the MNIST tables' 21 runs only,
+    audits Table 2 alone and drops the CIFAR-10 ablation plots; the default is all nine."""
+    assert grid.selected(paper_config) == tuple(range(1, 10))
+    paper_config["grid"]["tables"] = [9, 2, 8]
+    assert grid.selected(paper_config) == (2, 8, 9)
+    runs = grid.all_runs(paper_config)
+    assert len(runs) == 7 * 3 and {run.dataset for run in runs} == {"mnist"}
+    assert [t.number for t in grid.audit_tables(paper_config)] == [2]
+    targets = set(grid.targets(paper_config))
+    assert {f"results/table{n}.md" for n in (2, 8, 9)} <= targets
+    assert not {"results/table1.md", "results/table3.md", "results/plots/beta.png"} & targets
+    assert {"results/tableA.md", "results/comparison.md", "results/plots/epsilon.png"} <= targets
+    assert len(grid.all_eval_inputs(paper_config)) == 21 * 4
+    paper_config["grid"]["tables"] = [4]  # the layer ablation: its plot, no audit
+    assert grid.audit_tables(paper_config) == [] and "results/tableA.md" not in \
+        grid.targets(paper_config)
+    assert "results/plots/layer.png" in grid.targets(paper_config)
+
+
+def test_selected_tables_are_checked(paper_config):
+    paper_config["grid"]["tables"] = [2, 10]
+    with pytest.raises(ConfigError, match="grid.tables"):
+        validate_config(paper_config)

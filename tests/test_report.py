@@ -122,3 +122,15 @@ def test_provenance_has_one_row_per_evaluation(tables):
     assert [row["lock"] for row in rows].count("matches") == len(rows) - 1
     assert "torch 2.15.0 (lock: 2.14.1)" in {row["lock"] for row in rows}
     assert first["host"] == ""  # not recorded: left empty, never invented
+
+
+def test_caption_states_how_the_models_were_trained(tables):
+    """A from-scratch run on few digits says so: sizes, weights, lr and the epochs it ran."""
+    evals = fake_evals(tables[2], source="embedded MNIST")
+    for i, ev in enumerate(evals):
+        ev["training"] = {"epochs": 5 + i % 3, "lr": 1e-3, "pretrained": "none",
+                          "max_epochs": 30, "patience": 3, "sizes": {"train": 3900, "val": 100}}
+    text = report.caption(tables[2], evals)
+    assert ("Training: 3,900 train / 100 validation images; starting weights none; lr 0.001; "
+            "5-7 epochs (early stopping on validation loss, patience 3, at most 30") in text
+    assert "Training:" not in report.caption(tables[2], fake_evals(tables[2]))

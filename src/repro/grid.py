@@ -173,10 +173,20 @@ def tables(config: dict) -> dict[int, Table]:
     return dict(sorted(result.items()))
 
 
+def selected(config: dict) -> tuple[int, ...]:
+    """The table numbers ``grid.tables`` asks for (default all nine), in order.
+
+    A subset (e.g. the MNIST tables 2, 8, 9 of config/mnist-real.yaml) narrows everything the
+    workflow schedules: runs, evaluations, plots, the audit and the comparison."""
+    return tuple(sorted(int(n) for n in config["grid"].get("tables", TABLE_NUMBERS)))
+
+
 def all_runs(config: dict) -> list[RunSpec]:
-    """Every distinct run of every table, each once (a run shared by tables is trained once)."""
+    """Every distinct run of every selected table, each once (a run shared by tables is
+    trained once)."""
     seen: dict[RunSpec, None] = {}
-    for table in tables(config).values():
+    chosen = selected(config)
+    for table in (t for n, t in tables(config).items() if n in chosen):
         for run in table.runs():
             seen.setdefault(run, None)
     return list(seen)
@@ -236,11 +246,13 @@ def plot_path(config: dict, name: str, ext: str = "png") -> str:
 
 
 def plot_files(config: dict) -> list[str]:
-    return [plot_path(config, name, ext) for name in PLOTS for ext in ("png", "pdf")]
+    """The β and layer plots whose tables are selected."""
+    return [plot_path(config, name, ext) for name, number in PLOTS.items()
+            if number in selected(config) for ext in ("png", "pdf")]
 
 
 def all_eval_inputs(config: dict) -> list[str]:
-    """Every eval JSON of every table, each once."""
+    """Every eval JSON of every selected table, each once."""
     return [str(eval_path(config["results"], run, attack))
             for run in all_runs(config) for attack in attacks(config)]
 
@@ -259,9 +271,10 @@ AUDIT_TABLES = (1, 2)  # Table A audits the models of Tables 1 (CIFAR-10) and 2 
 
 
 def audit_tables(config: dict) -> list[Table]:
-    """The tables whose models the audit attacks (Table A's blocks, the ε plot's panels)."""
+    """The selected tables whose models the audit attacks (Table A's blocks, the ε plot's
+    panels); empty when neither Table 1 nor 2 is selected."""
     all_tables = tables(config)
-    return [all_tables[number] for number in AUDIT_TABLES]
+    return [all_tables[number] for number in AUDIT_TABLES if number in selected(config)]
 
 
 def audit_runs(config: dict) -> list[RunSpec]:
@@ -280,7 +293,10 @@ def audit_path(config: dict, name: str, ext: str = "md") -> str:
 
 
 def audit_files(config: dict) -> list[str]:
-    """Table A in three formats, the ε curve and the masking checks."""
+    """Table A in three formats, the ε curve and the masking checks (none without audited
+    tables)."""
+    if not audit_tables(config):
+        return []
     return ([audit_path(config, "tableA", ext) for ext in ("md", "csv", "tex")]
             + [plot_path(config, "epsilon", ext) for ext in ("png", "pdf")]
             + [audit_path(config, "checks", ext) for ext in ("md", "csv")])
@@ -309,15 +325,16 @@ def curve_inputs(config: dict, number: int) -> list[str]:
 
 def curve_files(config: dict) -> list[str]:
     """Training curves of every accuracy table's runs, one figure per table."""
-    return [curve_path(config, number, ext) for number, table in tables(config).items()
-            if table.kind == "accuracy" for ext in ("png", "pdf")]
+    all_tables = tables(config)
+    return [curve_path(config, number, ext) for number in selected(config)
+            if all_tables[number].kind == "accuracy" for ext in ("png", "pdf")]
 
 
 def targets(config: dict) -> list[str]:
-    """Everything ``rule all`` builds: every table in three formats, both plots, the
-    comparison with the paper and the ledger, the audit with its RobustBench JSONs, and the
-    training curves."""
-    files = [f for number in TABLE_NUMBERS for f in table_files(config, number)]
+    """Everything ``rule all`` builds: every selected table in three formats, their plots,
+    the comparison with the paper and the ledger, the audit with its RobustBench JSONs, and
+    the selected tables' training curves."""
+    files = [f for number in selected(config) for f in table_files(config, number)]
     return (files + plot_files(config) + comparison_files(config) + audit_files(config)
             + robustbench_files(config) + curve_files(config))
 
@@ -332,10 +349,11 @@ def missing_intermediates(config: dict) -> dict[str, list[str]]:
     """
     built = {}
     for number, table in tables(config).items():
-        if table.kind == "accuracy":
+        if table.kind == "accuracy" and number in selected(config):
             built[table_files(config, number)[0]] = table_inputs(config, number)
     for name, number in PLOTS.items():
-        built[plot_path(config, name)] = table_inputs(config, number)
+        if number in selected(config):
+            built[plot_path(config, name)] = table_inputs(config, number)
     autoattack, epsilon = audit_inputs(config, "autoattack"), audit_inputs(config, "epsilon")
     built[audit_path(config, "tableA")] = autoattack
     built[plot_path(config, "epsilon")] = epsilon

@@ -153,7 +153,18 @@ def check_writable():
 
 # The config sections whose values the ledger shows (docs/fidelity.md names their keys).
 LEDGER_VALUES = {k: config[k] for k in ("data", "model", "training", "protocol", "grid")}
-ACCURACY_TABLES = [n for n, t in grid.tables(config).items() if t.kind == "accuracy"]
+ACCURACY_TABLES = [
+    n for n, t in grid.tables(config).items() if t.kind == "accuracy" and n in grid.selected(config)
+]
+# Table A and the masking checks exist only when a table the audit covers is selected.
+AUDIT_REPORTS = (
+    {
+        "table_a": os.path.join(RESULTS, "tableA.csv"),
+        "checks": os.path.join(RESULTS, "checks.csv"),
+    }
+    if grid.audit_tables(config)
+    else {}
+)
 
 
 def table_caption(wildcards):

@@ -100,9 +100,8 @@ localrules:
 
 rule comparison:
     input:
+        **AUDIT_REPORTS,
         tables=[os.path.join(RESULTS, f"table{n}.csv") for n in ACCURACY_TABLES],
-        table_a=os.path.join(RESULTS, "tableA.csv"),
-        checks=os.path.join(RESULTS, "checks.csv"),
     output:
         md=os.path.join(RESULTS, "comparison.md"),
         csv=report(

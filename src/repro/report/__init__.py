@@ -92,7 +92,27 @@ def caption(table: Table, evals: list[dict]) -> str:
             f"Data: {source}. "
             f"Metric: {table.metric} accuracy (%) on {sizes and '/'.join(map(str, sizes)) or '?'} "
             f"test images per run. Cells: mean (sample std) over seeds {seeds}. "
+            f"{training_words(evals)}"
             f"Protocol: {'; '.join(_flatten('', protocol)) or 'not recorded'}.")
+
+
+def training_words(evals: list[dict]) -> str:
+    """How the table's models were trained, as their evaluations record it: split sizes,
+    starting weights, learning rate and where early stopping ended them (each a choice a
+    dataset can force, e.g. no ImageNet weights offline). Empty for records without it."""
+    training = [ev["training"] for ev in evals if "lr" in ev.get("training", {})]
+    if not training:
+        return ""
+
+    def values(key, fmt=str):
+        return "/".join(sorted({fmt(t[key]) for t in training if t.get(key) is not None}))
+    sizes = values("sizes", lambda s: f"{s['train']:,} train / {s['val']:,} validation images")
+    epochs = sorted({int(t["epochs"]) for t in training})
+    return (f"Training: {sizes or 'sizes not recorded'}; starting weights "
+            f"{values('pretrained')}; lr {values('lr', lambda v: f'{float(v):g}')}; "
+            f"{epochs[0]}-{epochs[-1]} epochs (early stopping on validation loss, patience "
+            f"{values('patience')}, at most {values('max_epochs')}; best-validation "
+            f"checkpoint). ")
 
 
 def _protocol(table: Table, evals: list[dict]) -> dict:

@@ -1,6 +1,6 @@
 """Table A and the robustness curve, from the audit JSONs (``repro.runs.audit``), never from
-checkpoints. Rows, seeds and datasets are those of the paper's Tables 1 and 2
-(``grid.AUDIT_TABLES``); aggregation is ``report.aggregate``'s, so a missing seed is an error.
+checkpoints. Rows, seeds and datasets are those of the selected ones of the paper's Tables 1
+and 2 (``grid.audit_tables``); aggregation is ``report.aggregate``'s, so a missing seed is an error.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from repro import report
-from repro.grid import AUDIT_TABLES, DATASET_NAMES, Table
+from repro.grid import DATASET_NAMES, Table
 from repro.runtime.io import atomic_path, write_text
 
 # Table A's columns: audit JSON key -> header. "drop" is PGD − AutoAttack, image for image.
@@ -59,7 +59,7 @@ def caption(tables: list[Table], evals: list[dict]) -> str:
               "test images of each dataset (" + ", ".join(
                   f"{DATASET_NAMES[d]}: {n}" for d, n in counts.items()) + ")")
     seeds = ", ".join(map(str, tables[0].seeds))
-    tables_words = " and ".join(map(str, AUDIT_TABLES))
+    tables_words = " and ".join(str(t.number) for t in tables)
     return (f"Table A: top-1 accuracy (%) of the models of Tables {tables_words}: "
             f"clean, under the table's PGD-{steps} (step {pgd['step_size']:.4g}, "
             f"{'random' if pgd['random_start'] else 'no random'} start) and under AutoAttack "

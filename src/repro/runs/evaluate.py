@@ -117,7 +117,12 @@ def made_by(settings: Settings, run: RunSpec, saved: dict, checkpoint, source: s
         "protocol": settings.protocol.as_record(), "checkpoint": str(checkpoint),
         "training": {"epochs": saved["epochs"], "best_val_loss": saved["best_val_loss"],
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
-                     "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"]},
+                     "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"],
+                     # what the data forced (report.caption states it: e.g. a from-scratch
+                     # model on the 5,000 embedded digits needs another lr than the paper's)
+                     "lr": saved["lr"], "pretrained": saved["pretrained"],
+                     "max_epochs": saved["max_epochs"], "patience": saved["patience"],
+                     "sizes": saved.get("sizes")},
         "wall_seconds": round(time.perf_counter() - started, 3),
         "provenance": io.provenance(device),
     }
