@@ -25,6 +25,11 @@ def _mount(folder: Path, options: str) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
 
 
+def _unmount(folder: Path) -> None:
+    """Lazily: a failed test's traceback may still hold a file open in it."""
+    subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
 @contextlib.contextmanager
 def small_filesystem(folder: Path, megabytes: int):
     """``folder`` as a filesystem of ``megabytes`` MiB: writes beyond it fail with ENOSPC."""
@@ -32,7 +37,7 @@ def small_filesystem(folder: Path, megabytes: int):
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        _unmount(folder)
 
 
 @contextlib.contextmanager
@@ -50,4 +55,4 @@ def read_only(folder: Path):
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        _unmount(folder)

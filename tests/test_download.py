@@ -7,10 +7,12 @@ served from 127.0.0.1 with torchvision's URLs and MD5s pointed at them. That is 
 know that a fresh machine gets the right pixels, that a second run needs no network, and that a
 bad download or a dead network ends in an error a user can act on.
 """
+import errno
 import gzip
 import hashlib
 import http.server
 import io
+import os
 import pickle
 import socket
 import tarfile
@@ -22,8 +24,10 @@ import numpy as np
 import pytest
 import torch
 from torchvision import datasets
+from torchvision.datasets import utils as tv_utils
 
 from repro import cli, data
+from repro.runtime.io import OutputUnwritable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -348,3 +352,17 @@ def test_two_downloads_at_once_take_turns_and_both_succeed(served, real_settings
     assert served.requests == ["/cifar-10-python.tar.gz"] * 2
     assert not list((tmp_path / "data").glob("*.corrupt"))
     assert "another download into" in capfd.readouterr().err
+
+
+def test_a_full_disk_during_a_download_is_named_as_such_not_as_corrupt(served, real_settings,
+                                                                      monkeypatch, tmp_path):
+    """Before: the half-written archive failed its MD5 and was reported (and set aside) as a
+    corrupt download, sending the user after the network instead of the disk."""
+    def fills_the_disk(url, filename, *args, **kwargs):
+        with open(filename, "wb") as handle:
+            handle.write(b"half an archive")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(tv_utils, "_urlretrieve", fills_the_disk)
+    with pytest.raises(OutputUnwritable, match=r"no space left on the device \(ENOSPC\)"):
+        data.prepare(real_settings("cifar10"), "cifar10")
+    assert not list((tmp_path / "data").glob("*.corrupt"))

@@ -88,3 +88,9 @@ def test_child_runs_the_cli_on_its_card_and_reports_failure(paper_config):
     assert "training jobs" in log.lines[-1]
     with pytest.raises(RuntimeError, match=r"(?s)estimate on card 3 failed .*invalid int"):
         gpus.run_child(["estimate", "--epochs", "many"], paper_config, "3", 1, Log())
+    # the child's one-line error stays one line (a full disk, say), naming the card
+    unwritable = {**paper_config, "data": {**paper_config["data"], "root": "/proc/repro"}}
+    with pytest.raises(gpus.ChildError) as caught:
+        gpus.run_child(["download", "mnist"], unwritable, "3", 1, Log())
+    assert str(caught.value).startswith("python -m repro download: cannot write /proc/repro/")
+    assert str(caught.value).endswith("(on card 3)") and "\n" not in str(caught.value)

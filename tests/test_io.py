@@ -98,7 +98,10 @@ def _disk_fills_up(monkeypatch, room=100):
     # a checkpoint with its metrics: the metrics fill the disk, the checkpoint stays old too
     (lambda path: save_torch(path, {"model": torch.zeros(10)},
                              {path.with_name("m.csv"): "a" * 999}), "m.csv"),
-], ids=["json", "torch", "torch+text"])
+    # the checkpoint fills the disk: its metrics, written, stay old too
+    (lambda path: save_torch(path, {"model": torch.zeros(1000)},
+                             {path.with_name("m.csv"): "a" * 10}), "out"),
+], ids=["json", "torch", "text+torch", "torch+text"])
 def test_a_full_disk_keeps_the_previous_file_and_says_which_and_why(tmp_path, monkeypatch,
                                                                    write, failing):
     """Before: torch's `[enforce fail at inline_container.cc:672] . unexpected pos` (or an

@@ -184,6 +184,11 @@ def _torchvision(settings: Settings, dataset: str, train: bool, download: bool):
         with _socket_timeout(DOWNLOAD_TIMEOUT_S if download else None):
             return cls(root=str(root), train=train, download=download)
     except (RuntimeError, OSError, *_UNREADABLE) as error:
+        # a full disk or a read-only root while downloading: not a corrupt download (the
+        # partial file is fetched again next time: its MD5 is checked)
+        unwritable = io.write_error(getattr(error, "filename", None) or root, error)
+        if unwritable is not None:
+            raise unwritable from error
         corrupt = _corrupt_archives(cls, dataset, root, set_aside=download)
         if corrupt:
             raise DataUnavailable(_corrupt_message(dataset, root, corrupt, download)) from error

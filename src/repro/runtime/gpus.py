@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from repro.errors import UserError
+
 
 def visible_cards(environ: Mapping[str, str] = os.environ,
                   device_count: int | None = None) -> list[str]:
@@ -109,5 +111,14 @@ def run_child(arguments: list[str], config: dict, card: str, threads: int, log) 
     if output:
         log.info("%s", output)
     if done.returncode:
+        last = output.splitlines()[-1] if output else ""
+        if done.returncode == 1 and last.startswith(f"python -m repro {arguments[0]}: "):
+            # the child's one-line error (cli.main's UserError: a full disk, damaged data...;
+            # argparse's exit 2) is the whole story, as it would be in place
+            raise ChildError(f"{last} (on card {card})")
         raise RuntimeError(f"python -m repro {arguments[0]} on card {card} failed "
                            f"(exit {done.returncode}):\n{output[-2000:]}")
+
+
+class ChildError(UserError, RuntimeError):
+    """A child ``python -m repro`` ended with its one-line error (see repro.errors)."""

@@ -64,6 +64,20 @@ def write_error(path, error: BaseException) -> OutputUnwritable | None:
 
 
 @contextmanager
+def naming(path):
+    """Turn a disk or permission failure inside the block into :func:`write_error`'s line
+    about ``path``; other errors pass unchanged (an OutputUnwritable, which has no errno,
+    too: the innermost block names the file)."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        unwritable = write_error(path, error)
+        if unwritable is None:
+            raise
+        raise unwritable from error
+
+
+@contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
     First removes the temporaries a killed writer of ``path`` left (:func:`remove_temporaries`),
@@ -72,18 +86,14 @@ def atomic_path(path: str | Path):
     path = Path(path)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(path)
-        # Not tempfile.mkstemp: its files are mode 0600, so results on a shared cluster
-        # filesystem would be unreadable to the rest of the group. os.open applies the umask.
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as error:
-        unwritable = write_error(path, error)
-        if unwritable is None:
-            raise
-        raise unwritable from error
+        with naming(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_temporaries(path)
+            # Not tempfile.mkstemp: its files are mode 0600, so results on a shared cluster
+            # filesystem would be unreadable to the rest of the group. os.open applies the umask.
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            yield Path(tmp)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -132,12 +142,12 @@ def save_torch(path, data, texts: dict | None = None) -> None:
     it: none replaces its old version unless all were written (a checkpoint and its metrics)."""
     texts = texts or {}
     with atomic_paths(path, *texts) as (tmp, *text_tmps):
-        for text_tmp, text in zip(text_tmps, texts.values()):
-            with open(text_tmp, "w") as handle:
+        for text_path, text_tmp, text in zip(texts, text_tmps, texts.values()):
+            with naming(text_path), open(text_tmp, "w") as handle:
                 handle.write(text)
         # Through a Python file, not a file name: torch's own writer turns a full disk into
         # an "unexpected pos" RuntimeError; a Python file raises the OSError naming the cause.
-        with open(tmp, "wb") as handle:
+        with naming(path), open(tmp, "wb") as handle:
             torch.save(data, handle)
 
 
