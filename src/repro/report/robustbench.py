@@ -20,6 +20,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+from repro.config import RunSpec
 from repro.grid import DATASET_NAMES, DEFENSE_LABELS, MAIN_TABLES
 from repro.runtime.io import write_json
 
@@ -38,7 +39,6 @@ PAPER = {"link": "https://github.com/zh-qifan/Contrastive_Learning_Adversarial_T
 
 def model_id(run: dict) -> str:
     """The file stem: ``<run name>_seed<seed>`` (unique within a dataset's folder)."""
-    from repro.config import RunSpec
     return f"{RunSpec(**run).name}_seed{run['seed']}"
 
 
