@@ -77,7 +77,7 @@ def test_the_papers_protocol_and_a_small_audit_are_named_as_differences():
     assert info["eps"] == "0.031" and info["additional_data"] is True
     assert info[EXTENSION]["attack"]["version"] == "custom"
     text = info["footnote"]
-    for words in ("no mnist leaderboard", "embedded MNIST", "32 test images",
+    for words in ("no MNIST leaderboard", "embedded MNIST", "32 test images",
                   "normalized tensors", "ε = 0.031, not 8/255", "reduced AutoAttack budget",
                   "imagenet weights"):
         assert words in text, words

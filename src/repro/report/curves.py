@@ -6,7 +6,10 @@ Read from the ``metrics.csv`` every training run writes beside its checkpoint
 table: train and validation loss, train and validation accuracy per epoch; one colour per
 table row, its seeds overlaid in that colour; on the validation lines a dot marks the epoch
 whose weights were kept (the best validation loss, ``best``) and a cross the epoch training
-stopped at (early stopping or ``training.max_epochs``).
+stopped at (early stopping or ``training.max_epochs``). "Train" is what training logged: the
+defense's own objective (its adversarial, TRADES or contrastive terms included) and the
+accuracy of the logits it trained on, in training mode; "validation" is the clean
+cross-entropy and accuracy in eval mode, the early-stopping criterion.
 """
 from __future__ import annotations
 
@@ -81,7 +84,7 @@ def plot_curves(table: Table, metrics: dict[RunSpec, list[dict]], source: str,
                 ax.plot(x[kept], val[kept], "o", color=colour, markersize=4)
                 ax.plot(x[last], val[last], "x", color=colour, markersize=5)
     _legend_of_styles(axes[0])
-    axes[0].set_ylabel("cross-entropy loss")
+    axes[0].set_ylabel("loss (train: the defense's objective; val.: clean CE)")
     axes[1].set_ylabel("top-1 accuracy (%)")
     for ax in axes:
         ax.set_xlabel("epoch")

@@ -20,7 +20,8 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from repro.grid import DEFENSE_LABELS, MAIN_TABLES
+from repro.config import RunSpec
+from repro.grid import DATASET_NAMES, DEFENSE_LABELS, MAIN_TABLES
 from repro.runtime.io import write_json
 
 FIELDS = ("link", "name", "authors", "additional_data", "number_forward_passes", "dataset",
@@ -38,7 +39,6 @@ PAPER = {"link": "https://github.com/zh-qifan/Contrastive_Learning_Adversarial_T
 
 def model_id(run: dict) -> str:
     """The file stem: ``<run name>_seed<seed>`` (unique within a dataset's folder)."""
-    from repro.config import RunSpec
     return f"{RunSpec(**run).name}_seed{run['seed']}"
 
 
@@ -71,15 +71,15 @@ def differences(audit: dict, pretrained: str) -> list[str]:
     """Every way this evaluation differs from RobustBench's protocol, one sentence each."""
     threat, found = audit["threat_model"], []
     if audit["run"]["dataset"] != "cifar10":
-        found.append(f"RobustBench has no {audit['run']['dataset']} leaderboard")
+        found.append(f"RobustBench has no {DATASET_NAMES[audit['run']['dataset']]} "
+                     f"leaderboard")
     if not audit["data_source"].startswith("real"):
-        found.append(f"data: {audit['data_source']}, not the real test set")
+        found.append(f"data: {audit['data_source']}, not the dataset's own test set")
     if audit["n"] < ROBUSTBENCH_TEST_IMAGES:
-        found.append(f"{audit['n']} test images, not the full test set "
-                     f"({ROBUSTBENCH_TEST_IMAGES:,} for CIFAR-10)")
+        found.append(f"{audit['n']} test images, not the full {ROBUSTBENCH_TEST_IMAGES:,}")
     if threat["space"] != "pixel":
-        found.append(f"ε is measured on normalized tensors with no [0, 1] box (the paper's "
-                     f"protocol: {threat['text']}), not on [0, 1] pixels")
+        found.append("ε is measured on normalized tensors with no [0, 1] box (the paper's "
+                     "protocol), not on [0, 1] pixels")
     if abs(threat["epsilon"] - float(ROBUSTBENCH_EPSILON)) > 1e-9:
         found.append(f"ε = {eps_text(threat['epsilon'])}, not 8/255")
     found.append("AutoAttack from torchattacks' components (repro.attacks.autoattack), not "
