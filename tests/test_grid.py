@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from repro import grid
-from repro.config import ConfigError, RunSpec, validate_config
+from repro.config import ConfigError, RunSpec, load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,3 +121,16 @@ def test_selected_tables_are_checked(paper_config):
     paper_config["grid"]["tables"] = [2, 10]
     with pytest.raises(ConfigError, match="grid.tables"):
         validate_config(paper_config)
+
+
+def test_mnist_real_preset_plans_the_mnist_tables_on_real_digits():
+    """config/mnist-real.yaml: valid, 21 trainings (7 defenses x 3 seeds) of Tables 2, 8, 9 on
+    the embedded real digits, from scratch (offline), audited on Table 2's models."""
+    config = validate_config(load_config(ROOT / "config.yaml", ROOT / "config/mnist-real.yaml"))
+    runs = grid.all_runs(config)
+    assert len(runs) == 21 and {r.dataset for r in runs} == {"mnist"}
+    assert {r.seed for r in runs} == {0, 1, 2}
+    assert config["data"]["datasets"]["mnist"]["source"] == "embedded"
+    assert config["model"]["pretrained"] == "none"
+    assert len(grid.audit_runs(config)) == 21
+    assert len(grid.all_eval_inputs(config)) == 84
