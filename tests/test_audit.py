@@ -7,7 +7,7 @@ import pytest
 
 from repro import grid
 
-from repro.report import audit_report
+from repro.report import audit_report, compare
 
 from repro.report import masking
 from repro.runs.audit import evaluate_audit
@@ -145,3 +145,21 @@ def test_table_a_schedules_one_autoattack_per_main_table_run():
     counts = job_counts()
     assert counts["audit_evaluate"] == 2 * 42  # autoattack and epsilon per main-table run
     assert counts["masking_checks"] == counts["epsilon_plot"] == counts["comparison"] == 1
+
+
+def test_audit_of_the_mnist_tables_alone(paper_config, tmp_path):
+    """grid.tables: [2, 8, 9] (config/mnist-real.yaml): Table A, its caption, the ε plot and
+    the comparison's audit section cover Table 2's models only."""
+    paper_config["grid"].update(seeds=[0, 1], tables=[2, 8, 9])
+    tables = grid.audit_tables(paper_config)
+    autoattack, curves = fake_audits(paper_config)
+    files = [tmp_path / f"tableA.{ext}" for ext in ("md", "csv", "tex")]
+    audit_report.write_table_a(tables, autoattack, *files)
+    rows = list(csv.DictReader(open(files[1])))
+    assert [r["dataset"] for r in rows] == ["mnist"] * 7
+    assert "models of Table 2:" in files[0].read_text()
+    audit_report.plot_epsilon(tables, curves, [tmp_path / "e.png", tmp_path / "e.pdf"])
+    assert (tmp_path / "e.png").stat().st_size > 1000
+    section = compare.audit_markdown(compare.table_a_numbers(files[1]), [])
+    assert "the models of Table 2 with AutoAttack" in section
+    assert "On MNIST, CL-PGD is more robust than AT-PGD" in section

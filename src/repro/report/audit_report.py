@@ -59,8 +59,9 @@ def caption(tables: list[Table], evals: list[dict]) -> str:
               "test images of each dataset (" + ", ".join(
                   f"{DATASET_NAMES[d]}: {n}" for d, n in counts.items()) + ")")
     seeds = ", ".join(map(str, tables[0].seeds))
-    tables_words = " and ".join(str(t.number) for t in tables)
-    return (f"Table A: top-1 accuracy (%) of the models of Tables {tables_words}: "
+    tables_words = ("Table " if len(tables) == 1 else "Tables ") + " and ".join(
+        str(t.number) for t in tables)
+    return (f"Table A: top-1 accuracy (%) of the models of {tables_words}: "
             f"clean, under the table's PGD-{steps} (step {pgd['step_size']:.4g}, "
             f"{'random' if pgd['random_start'] else 'no random'} start) and under AutoAttack "
             f"(APGD-CE, APGD-T, FAB-T, Square from torchattacks; a point counts as robust only "
