@@ -18,7 +18,6 @@ import yaml
 
 from repro.errors import UserError
 
-DATASETS = ("cifar10", "mnist")
 LAYERS = ("embed1", "embed2", "embed3", "embed4", "embed5", "output")
 METRICS = ("top1", "top3", "top5")
 NUM_CLASSES = 10
@@ -172,8 +171,7 @@ class RunSpec:
     def __post_init__(self):
         from repro import registry
 
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: {self.dataset!r} is not one of {list(DATASETS)}")
+        registry.dataset(self.dataset)  # an unknown id: ValueError naming the known ones
         if registry.defense(self.defense).layered:
             if self.layer is None or self.beta is None:
                 raise ValueError(f"{self.defense} needs a layer and a beta")
