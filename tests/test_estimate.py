@@ -106,7 +106,7 @@ def _notice(monkeypatch, *overlays, kind=("cpu", "cpu"), device="cpu"):
     monkeypatch.setattr(estimate_module, "device_kind", lambda device: kind)
     monkeypatch.setattr(estimate_module.os, "cpu_count", lambda: 4)
     config = load_config("config.yaml", *overlays)
-    config["training"]["device"] = device
+    config["runtime"]["device"] = device
     return cost_notice(config)
 
 

@@ -70,7 +70,7 @@ def _common(parser, with_run=True):
                         help="override a config value, e.g. --set training.max_epochs=2 "
                              "(repeatable)")
     parser.add_argument("--device", default=None,
-                        help="cpu, cuda or cuda:N (default: training.device from the config)")
+                        help="cpu, cuda or cuda:N (default: runtime.device from the config)")
     if with_run:
         parser.add_argument("--threads", type=int, default=None,
                             help="torch threads (default: resources.<command>.threads from the "
@@ -190,7 +190,7 @@ def _main(args) -> int:
         from repro.cost.estimate import (estimate, floor_rates, format_estimate, measured_rates,
                                          parse_rates)
 
-        kind, name, entry = measured_rates(args.device or settings.training.device)
+        kind, name, entry = measured_rates(args.device or settings.runtime.device)
         defaults = [part for part, flag in (("training", args.images_per_second),
                                             ("attack", args.attack_images_per_second))
                     if not flag]

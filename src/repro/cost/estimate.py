@@ -265,7 +265,7 @@ def _hours(hours: float) -> str:
 
 def cost_notice(config: dict, epochs: int = 20) -> str:
     """One paragraph on what the config's jobs not yet done will cost on the device that
-    ``training.device`` picks here, priced with that kind's measured rates.
+    ``runtime.device`` picks here, priced with that kind's measured rates.
 
     Printed once when the workflow starts (Snakefile ``onstart``): a full grid on a CPU is
     months of compute, and nothing else would say so before the first job starts. Above a
@@ -273,7 +273,7 @@ def cost_notice(config: dict, epochs: int = 20) -> str:
     """
     settings = Settings.from_config(config)
     epochs = min(epochs, settings.training.max_epochs)
-    kind, name, entry = measured_rates(settings.training.device)
+    kind, name, entry = measured_rates(settings.runtime.device)
     result = estimate(config, entry["train"], epochs, attack_rates=entry["attack"],
                       pending_only=True)
     hours = result["total_hours"]
