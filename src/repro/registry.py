@@ -15,8 +15,8 @@ module names a member. See docs/extending.md for a worked example of each kind.
 
 Lookups are by id over every member loaded in this process; which members a *config* uses is
 the built-in ones plus those of the files its ``plugins:`` names (:func:`active`), so a plugin
-loaded by one config never joins another config's grid. Torch-free: declarations hold
-functions, and the built-in member modules are imported on first use.
+loaded by one config never joins another config's grid. This module imports no torch; the
+built-in member modules, which do, are imported on the first lookup.
 """
 from __future__ import annotations
 
