@@ -54,7 +54,7 @@ def _benchmark(name: str):
 
 def settings_with(config: dict, graphs: str, *overrides: str) -> Settings:
     return Settings.from_config(apply_overrides(copy.deepcopy(config), [
-        f"training.cuda_graphs={graphs}", *overrides]))
+        f"runtime.cuda_graphs={graphs}", *overrides]))
 
 
 def verdict(name: str, problems: list[str]) -> bool:

@@ -16,7 +16,7 @@
 #                FLOP floor and the large-batch bound
 #   concurrent   K at-pgd runs at once on the card (K in CONCURRENT, default "1 2 4 8"), each
 #                its own process, timed together: their summed images/s
-#   train-eager  standard and at-pgd with training.cuda_graphs=off (the baseline of the issue)
+#   train-eager  standard and at-pgd with runtime.cuda_graphs=off (the baseline of the issue)
 #   train-bf16   standard and at-pgd in bf16, graphs on (keep bf16 only if faster than fp32)
 #   estimate     `repro estimate` for config.yaml with the rates of train-fp32 and attacks
 # Sizes: N (images per timed epoch, default 12800), BATCH (training, 128), BOUND_BATCH (of the
@@ -91,7 +91,7 @@ stage() {
         train-fp32) train train-fp32 --bound-batch "${BOUND_BATCH:-0}" ;;
         concurrent) concurrent | tee "$out/concurrent.txt" ;;
         train-eager) train train-eager --defenses standard at-pgd --bound-batch -1 \
-                         --set training.cuda_graphs=off ;;
+                         --set runtime.cuda_graphs=off ;;
         train-bf16) train train-bf16 --defenses standard at-pgd --bound-batch -1 \
                         --set training.precision=bf16 ;;
         estimate) estimate | tee "$out/estimate.txt" ;;

@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     bound_split = synthetic_split(bound_batch, args.size, device) if bound_batch > 0 else None
     peak = args.peak_tflops or card_peak_tflops(device, settings.training.precision)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    graphs = graphs_wanted(settings.training.cuda_graphs, device)
+    graphs = graphs_wanted(settings.runtime.cuda_graphs, device)
     print(f"one epoch of {args.n} synthetic {args.size}x{args.size} images, batch {args.batch}, "
           f"{name}, {settings.training.precision}, CUDA graphs {'on' if graphs else 'off'}, "
           f"{torch.get_num_threads()} threads, peak {peak or '?'} TFLOP/s, bound at batch "

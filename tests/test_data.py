@@ -65,7 +65,7 @@ def test_missing_real_data_says_where_to_put_it(make_settings, tmp_path):
 
 
 def test_embedded_is_only_for_mnist(make_settings):
-    with pytest.raises(ValueError, match="only for mnist"):
+    with pytest.raises(ValueError, match="'embedded' is not one of .'torchvision', 'synth"):
         data.load(make_settings("data.datasets.cifar10.source=embedded"), "cifar10")
 
 

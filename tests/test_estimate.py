@@ -6,7 +6,7 @@ from repro.cli import main
 from repro.config import load_config
 from repro.errors import UserError
 from repro.cost.estimate import cost_notice, estimate, floor_rates, format_estimate, parse_rates
-from repro.grid import all_runs, checkpoint_path, eval_path
+from repro.grid import AUDITS, all_runs, attacks, audit_runs, checkpoint_path, eval_path
 from repro.cost.measured import MEASURED, device_kind
 
 
@@ -15,9 +15,13 @@ def total_line(lines: list[str]) -> str:
 
 
 def test_full_config_counts_every_job_once():
-    result = estimate(load_config("config.yaml"), {"*": 100.0}, epochs=10)
-    assert (result["training_jobs"], result["evaluation_jobs"]) == (72, 288 + 2 * 42)
-    assert result["eval_jobs"]["autoattack"] == result["eval_jobs"]["epsilon"] == 42
+    config = load_config("config.yaml")
+    result = estimate(config, {"*": 100.0}, epochs=10)
+    runs, audited = all_runs(config), audit_runs(config)
+    assert (result["training_jobs"], result["evaluation_jobs"]) == \
+        (len(runs), len(runs) * len(attacks(config)) + len(AUDITS) * len(audited))
+    assert (len(runs), result["evaluation_jobs"]) == (72, 372)  # the paper's grid
+    assert result["eval_jobs"]["autoattack"] == result["eval_jobs"]["epsilon"] == len(audited)
     assert result["runs"][("cifar10", "cl-fgsm")] == 33  # 11 distinct (layer, beta) x 3 seeds
 
 
@@ -106,7 +110,7 @@ def _notice(monkeypatch, *overlays, kind=("cpu", "cpu"), device="cpu"):
     monkeypatch.setattr(estimate_module, "device_kind", lambda device: kind)
     monkeypatch.setattr(estimate_module.os, "cpu_count", lambda: 4)
     config = load_config("config.yaml", *overlays)
-    config["training"]["device"] = device
+    config["runtime"]["device"] = device
     return cost_notice(config)
 
 

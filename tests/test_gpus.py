@@ -49,7 +49,7 @@ def test_concurrent_jobs_spread_over_the_cards_and_slots_are_reused():
     ("auto", True, ["0"], True),
     ("cuda", True, ["0", "1"], True),
     ("cuda:1", True, ["0", "1"], True),  # the child sees its card alone, as cuda
-    ("cpu", True, ["0"], False),         # training.device: cpu (the smoke preset)
+    ("cpu", True, ["0"], False),         # runtime.device: cpu (the smoke preset)
     ("auto", True, [], False),           # no card visible: a CPU machine
     ("auto", False, ["0"], False),       # a cluster job's own Snakemake: its card is its own
 ])

@@ -19,7 +19,7 @@ import yaml
 from repro.runs import evaluate as evaluate_module
 from repro.runtime import graphs
 from repro.runs import train as train_module
-from repro.config import RunSpec, Settings, config_errors
+from repro.config import RunSpec, Settings, config_errors, load_schema
 from repro.records import run_record
 from repro.runs.train import train_run
 
@@ -62,16 +62,14 @@ def test_auto_means_cuda_only():
 
 
 def test_switch_is_validated_and_reads_a_bare_yaml_off(make_settings):
-    config = {"training": yaml.safe_load("cuda_graphs: off")}
-    assert Settings.from_config(config).training.cuda_graphs == "off"
-    with pytest.raises(ValueError, match="training.cuda_graphs"):
-        Settings.from_config({"training": {"cuda_graphs": "on"}})
+    config = {"runtime": yaml.safe_load("cuda_graphs: off")}
+    assert Settings.from_config(config).runtime.cuda_graphs == "off"
     # not part of the run's identity: a checkpoint is evaluated whatever the switch
     assert "cuda_graphs" not in run_record(make_settings(), RunSpec("mnist", "at-pgd", 0))
-    schema = yaml.safe_load((ROOT / "src/repro/config.schema.yaml").read_text())
+    schema = load_schema()  # with the registries filled in
     base = yaml.safe_load((ROOT / "config.yaml").read_text())
     for value, ok in (("auto", True), ("off", True), (False, True), ("on", False)):
-        base["training"]["cuda_graphs"] = value
+        base["runtime"]["cuda_graphs"] = value
         errors = [e for e in config_errors(base, schema) if "cuda_graphs" in e]
         assert (not errors) == ok, (value, errors)
 
@@ -148,7 +146,7 @@ def test_graphed_training_equals_eager(make_settings, tmp_path, emulated, defens
     assert emulated.captures == 1
     assert graphed["cuda_graphs"] == {"setting": "auto", "used": True,
                                       "batches": {"warmup": 1, "graph": 1, "eager": 1}}
-    eager = train_run(make_settings(*common, "training.cuda_graphs=off"), run,
+    eager = train_run(make_settings(*common, "runtime.cuda_graphs=off"), run,
                       tmp_path / "e" / "m.pt", progress=False)
     assert eager["cuda_graphs"]["used"] is False and emulated.captures == 1
     for key in ("train_loss", "val_loss", "train_acc"):
@@ -169,7 +167,7 @@ def test_graphed_pgd_evaluation_equals_eager(make_settings, tmp_path, emulated):
     train_run(settings, run, checkpoint, progress=False)
     graphed = evaluate_module.evaluate_run(settings, run, checkpoint, "pgd")
     assert graphed["cuda_graphs"]["batches"] == {"warmup": 1, "graph": 3}
-    off = replace(settings, training=replace(settings.training, cuda_graphs="off"))
+    off = replace(settings, runtime=replace(settings.runtime, cuda_graphs="off"))
     eager = evaluate_module.evaluate_run(off, run, checkpoint, "pgd")
     assert eager["cuda_graphs"] == {"setting": "off", "used": False, "batches": {"eager": 4}}
     assert graphed["top1"] == eager["top1"] and graphed["top5"] == eager["top5"]

@@ -1,7 +1,8 @@
-"""A user's own defense and attack, each one file outside the package (tests/plugins/) named in
-the config: the workflow schedules, trains, evaluates and tabulates them in a smoke-sized run,
-prices them at its start, reruns exactly their jobs when their settings change, and the paper
-comparison and the ledger skip them; ``python -m repro estimate`` prices them and says how."""
+"""A user's own defense, attack and dataset, each one file outside the package (tests/plugins/)
+named in the config: the workflow schedules, trains, evaluates and tabulates them in a
+smoke-sized run, prices them at its start, reruns exactly their jobs when their settings
+change, and the paper comparison and the ledger skip them; ``python -m repro estimate``
+prices them and says how."""
 import csv
 import subprocess
 import sys
@@ -14,13 +15,16 @@ from repro.report import compare
 
 from test_workflow import ROOT, job_counts, snakemake
 
-PLUGINS = ["tests/plugins/toy_defense.py", "tests/plugins/toy_attack.py"]
-OVERLAY = {  # over config.yaml and the smoke preset: Table 1 of two rows, one seed, 1 epoch
-    "plugins": PLUGINS,
+PLUGINS = ["tests/plugins/toy_defense.py", "tests/plugins/toy_attack.py",
+           "tests/plugins/toy_dataset.py"]
+OVERLAY = {  # over config.yaml and the smoke preset: Tables 1 and 10 (the toy dataset's) of
+    "plugins": PLUGINS,  # two rows and three columns, one seed, 1 epoch
     "grid": {"seeds": [0], "defenses": ["standard", "noise-aug"]},
     "evaluation": {"attacks": ["clean", "fgsm", "gaussian"]},
     "training": {"max_epochs": 1},
-    "data": {"datasets": {"cifar10": {"subset": {"test": 16}}}},
+    "data": {"datasets": {"cifar10": {"subset": {"test": 16}},
+                          "stripes": {"source": "generated", "val_size": 32,
+                                      "subset": {"train": 64, "test": 16}}}},
 }
 
 
@@ -48,10 +52,11 @@ def test_estimate_prices_the_plugins_and_says_how(tmp_path):
 @pytest.mark.slow
 def test_the_workflow_trains_evaluates_and_tabulates_a_plugin(tmp_path):
     args = _overlay(tmp_path)
-    assert job_counts(str(tmp_path / "results/table1.md"), *args) == \
-        {"prepare_data": 1, "train": 2, "evaluate": 6, "accuracy_table": 1}
+    targets = [str(tmp_path / f"results/table{n}.md") for n in (1, 10)]
+    assert job_counts(*targets, *args) == \
+        {"prepare_data": 2, "train": 4, "evaluate": 12, "accuracy_table": 2}
     table, ledger = tmp_path / "results/table1.csv", tmp_path / "results/ledger.md"
-    run = snakemake(str(tmp_path / "results/table1.md"), str(ledger), "--cores", "2", *args)
+    run = snakemake(*targets, str(ledger), "--cores", "2", *args)
     notice = next(line for line in run.stderr.splitlines() if "Cost of this run" in line)
     assert "Priced without a measured rate: " in notice and "training noise-aug: no " \
         "measured rate; declares no cost; priced as a PGD-trained defense" in notice
@@ -62,10 +67,14 @@ def test_the_workflow_trains_evaluates_and_tabulates_a_plugin(tmp_path):
                                                            "gaussian_mean"]
     assert all(0 <= float(r["gaussian_mean"]) <= 100 for r in rows)
     assert "Gauss" in (tmp_path / "results/table1.md").read_text()
+    own = (tmp_path / "results/table10.md").read_text()  # the toy dataset's table
+    assert "on Stripes" in own and "Stripes (generated)" in own and "ResNet+Noise" in own
     assert "Fidelity ledger" in ledger.read_text() and "noise_aug" not in ledger.read_text()
 
     # the paper comparison: every paper cell, none of the plugins' rows or columns
-    cells = compare.compare(report.reported_numbers(), compare.table_numbers({1: table}))
+    ours = compare.table_numbers({1: table, 10: tmp_path / "results/table10.csv"})
+    cells = compare.compare(report.reported_numbers(), ours)
+    assert 10 not in set(cells.table)
     assert set(cells["row_label"]) >= {"ResNet", "ResNet+AT-PGD"}
     assert "ResNet+Noise" not in set(cells["row_label"]) and "gaussian" not in set(cells.attack)
     assert set(cells.loc[cells.row_label == "ResNet", "verdict"]) <= {"agree", "differ",

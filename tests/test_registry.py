@@ -18,6 +18,7 @@ from conftest import ROOT
 DEFENSE = "tests/plugins/toy_defense.py"
 ATTACK = "tests/plugins/toy_attack.py"
 LAYERED = "tests/plugins/toy_layered.py"
+DATASET = "tests/plugins/toy_dataset.py"
 
 
 @pytest.fixture(autouse=True)
@@ -116,6 +117,32 @@ def test_a_layered_plugin_gets_a_layer_beta_and_a_main_beta():
     assert "ResNet+ActPenalty-Embed-1" in [r.label for r in grid.tables(config)[4].rows]
 
 
+def test_a_plugins_dataset_gets_its_entry_its_table_and_its_data(make_settings):
+    from repro import data
+
+    config = with_plugins(DATASET)
+    assert config["data"]["datasets"]["stripes"] == {"source": "generated", "val_size": 100}
+    table = grid.tables(config)[grid.OWN_TABLES_FROM]
+    assert (table.dataset, table.metric, len(table.rows)) == ("stripes", "top1", 7)
+    assert f"table{grid.OWN_TABLES_FROM}.md" in " ".join(grid.targets(config))
+    assert {run.dataset for run in grid.audit_runs(config)} == {"cifar10", "mnist"}
+    splits = data.load(Settings.from_config(config), "stripes")
+    assert [len(s) for s in (splits.train, splits.val, splits.test)] == [500, 100, 200]
+    assert splits.test.images.shape[1:] == (3, 16, 16) and splits.source == "Stripes (generated)"
+    assert data.normalization(Settings.from_config(config), "stripes") == ((0.5,) * 3,
+                                                                            (0.25,) * 3)
+    stand_in = copy.deepcopy(config)
+    stand_in["data"]["datasets"]["stripes"] = {"source": "synthetic", "val_size": 10,
+                                               "subset": {"train": 20, "test": 5}}
+    assert data.load(Settings.from_config(validate_config(stand_in)), "stripes").train \
+        .images.shape == (20, 3, 16, 16)
+    stand_in["data"]["datasets"]["stripes"]["source"] = "embedded"
+    with pytest.raises(ConfigError, match="data.datasets.stripes.source: 'embedded' is not one"):
+        validate_config(stand_in)
+    result = estimate(config, {"*": 100.0})
+    assert result["runs"][("stripes", "standard")] == len(config["grid"]["seeds"])
+
+
 def _plugin(tmp_path, body: str, name="bad.py") -> str:
     path = tmp_path / name
     path.write_text("from repro.registry import Attack, Defense\n" + body)
@@ -137,6 +164,11 @@ BAD_PLUGINS = [
      "defaults={'k': 'one'})]", "attack 'a3': defaults: 'one' is not of type 'integer'"),
     ("MEMBERS = [Attack(id='a4', label='A', reads=(), run='not code')]", "a4': run:"),
     ("DEFENSES = []", "MEMBERS: missing or empty"),
+    ("from repro.registry import Dataset\nMEMBERS = [Dataset(id='d1', label='D', shape=(3, 8), "
+     "statistics=((0,) * 3, (1,) * 3), sizes=(10, 10), sources={})]", "dataset 'd1': shape:"),
+    ("from repro.registry import Dataset\nMEMBERS = [Dataset(id='d2', label='D', "
+     "shape=(3, 8, 8), statistics=((0,) * 3, (1,) * 3), sizes=(10, 10), "
+     "sources={'synthetic': LOSS})]", "dataset 'd2': sources: 'synthetic' is every"),
 ]
 
 

@@ -455,7 +455,7 @@ def _train_by_hand(config: Path, out: Path, *options: str) -> Path:
 
 @pytest.mark.slow
 def test_local_jobs_that_may_use_cuda_run_as_processes_on_slot_cards(tmp_path, monkeypatch):
-    """training.device auto with a (pretend) visible card: training, evaluation and the audit
+    """runtime.device auto with a (pretend) visible card: training, evaluation and the audit
     each run `python -m repro` as a child on its slot's card (repro.runtime.gpus), here on the CPU,
     and the child's training equals the in-process one."""
     # card 99: handed out like a real one, but no torch sees it, so the child runs on the

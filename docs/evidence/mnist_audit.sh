@@ -9,7 +9,7 @@ set -euo pipefail
 out=${1:-results/evidence-audit}
 common=(--configfile config/smoke.yaml --configfile config/standard.yaml
         --set training.lr=0.001 --set training.max_epochs=3 --set training.patience=3
-        --set training.device=cpu
+        --set runtime.device=cpu
         --set "data.datasets.mnist={source: embedded, val_size: 100, subset: {train: 1000, test: 1000}}"
         --set audit.n_images=100 --set audit.chunk_size=100 --set "audit.epsilons=[0, 2, 8, 16, 64]"
         --set "audit.autoattack={apgd_ce: {steps: 100}, apgd_t: {steps: 50, targets: 3}, fab_t: {steps: 50, targets: 3}, square: {queries: 1000}}")

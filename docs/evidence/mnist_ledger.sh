@@ -6,7 +6,7 @@
 set -euo pipefail
 out=${1:-results/evidence}
 common=(--configfile config/smoke.yaml --set training.lr=0.001 --set training.max_epochs=3
-        --set training.patience=3 --set training.device=cpu
+        --set training.patience=3 --set runtime.device=cpu
         --set "data.datasets.mnist={source: embedded, val_size: 100, subset: {train: 1000, test: 1000}}")
 for protocol in paper standard; do
   preset=(); beta=1.5

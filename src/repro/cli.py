@@ -9,7 +9,7 @@ import sys
 import yaml
 
 from repro import registry
-from repro.config import DATASETS, LAYERS, RunSpec, Settings, load_config, validate_config
+from repro.config import LAYERS, RunSpec, Settings, load_config, validate_config
 from repro.errors import UserError
 from repro.grid import AUDITS
 
@@ -70,12 +70,13 @@ def _common(parser, with_run=True):
                         help="override a config value, e.g. --set training.max_epochs=2 "
                              "(repeatable)")
     parser.add_argument("--device", default=None,
-                        help="cpu, cuda or cuda:N (default: training.device from the config)")
+                        help="cpu, cuda or cuda:N (default: runtime.device from the config)")
     if with_run:
         parser.add_argument("--threads", type=int, default=None,
                             help="torch threads (default: resources.<command>.threads from the "
                                  "config, as in the workflow; results on CPU depend on it)")
-        parser.add_argument("--dataset", required=True, choices=DATASETS)
+        parser.add_argument("--dataset", required=True,
+                            help="cifar10, mnist or one of the config's plugins:")
         parser.add_argument("--defense", required=True,
                             help="a defense id: the paper's (standard, at-pgd, cl-fgsm, ...) "
                                  "or one of the config's plugins:")
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     download = commands.add_parser("download", help="fetch a dataset into data.root")
     _common(download, with_run=False)
-    download.add_argument("dataset", choices=DATASETS)
+    download.add_argument("dataset", help="cifar10, mnist or one of the config's plugins:")
 
     estimate = commands.add_parser("estimate", help="jobs and GPU-hours the config implies")
     _common(estimate, with_run=False)
@@ -173,11 +174,12 @@ def _main(args) -> int:
                         f"python -m repro audit --kind {args.attack} (same other flags)")
     config = _config(args)
     settings = Settings.from_config(config)
-    if args.command == "evaluate":
+    checks = [(flag, flag) for flag in ("dataset", "attack") if hasattr(args, flag)]
+    for flag, kind in checks:
         try:
-            registry.attack(args.attack)
+            registry.get(kind, getattr(args, flag))
         except ValueError as error:
-            raise UserError(f"--attack: {error}") from error
+            raise UserError(f"--{flag}: {error}") from error
     _check_writable(args, settings)
     if args.command == "train":
         from repro.runs.train import train_run
@@ -207,7 +209,7 @@ def _main(args) -> int:
         from repro.cost.estimate import (estimate, floor_rates, format_estimate, measured_rates,
                                          parse_rates)
 
-        kind, name, entry = measured_rates(args.device or settings.training.device)
+        kind, name, entry = measured_rates(args.device or settings.runtime.device)
         defaults = [part for part, flag in (("training", args.images_per_second),
                                             ("attack", args.attack_images_per_second))
                     if not flag]

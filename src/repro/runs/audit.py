@@ -102,7 +102,7 @@ def evaluate_audit(settings: Settings, run: RunSpec, checkpoint: str | Path, kin
     """Run one audit evaluation of ``run``'s checkpoint and write its JSON."""
     if kind not in AUDITS:
         raise ValueError(f"unknown audit {kind!r}; choose from {list(AUDITS)}")
-    device = select_device(device or settings.training.device)
+    device = select_device(device or settings.runtime.device)
     if device.type == "cuda":
         # AutoAttack's batches shrink as points are fooled: cuDNN would autotune every new
         # shape. Process-wide, so concurrent jobs lose their autotuning too (speed only).

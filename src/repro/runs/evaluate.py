@@ -58,13 +58,13 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, batch_size: int,
 def attack_chunk(settings: Settings, model, attack: str, device) -> StepGraph:
     """``chunk(inputs, labels[, noise]) -> logits`` under ``attack``: an attack whose shapes
     never change (declared ``graphs``: FGSM, PGD) runs as CUDA graphs for full chunks
-    (``training.cuda_graphs``); DeepFool's active set shrinks, so it and the single clean pass
+    (``runtime.cuda_graphs``); DeepFool's active set shrinks, so it and the single clean pass
     stay eager."""
     def chunk(inputs, labels, *noise):
         return run_attack(model, attack, inputs, labels, settings.protocol,
                           noise=noise[0] if noise else None)[1]
     graphs = registry.attack(attack).graphs and graphs_wanted(
-        settings.training.cuda_graphs, device)
+        settings.runtime.cuda_graphs, device)
     return StepGraph(chunk, settings.attack_chunk_size, graphs)
 
 
@@ -86,7 +86,7 @@ def attack_logits(settings: Settings, model, attack: str, test: data.Split, seed
 def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attack: str,
                  out_json: str | Path | None = None, device=None) -> dict:
     registry.attack(attack)  # an unknown id: ValueError naming the known ones
-    device = select_device(device or settings.training.device)
+    device = select_device(device or settings.runtime.device)
     started = time.perf_counter()
     model, saved = load_checkpoint(settings, run, checkpoint, device)
     splits = data.load(settings, run.dataset)
@@ -97,7 +97,7 @@ def evaluate_run(settings: Settings, run: RunSpec, checkpoint: str | Path, attac
         **topk_accuracy(logits, test.labels.cpu(), settings.training.batch_size_for(run.dataset),
                         settings.protocol.topk_average),
         "n": len(test), "attack_parameters": attack_parameters(attack, settings.protocol),
-        "cuda_graphs": graphs_record(settings.training.cuda_graphs, chunk),
+        "cuda_graphs": graphs_record(settings.runtime.cuda_graphs, chunk),
         **made_by(settings, run, saved, checkpoint, splits.source, started, device),
     }
     if out_json is not None:

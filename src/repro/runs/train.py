@@ -56,7 +56,7 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
     """Train ``run`` and write its best-validation checkpoint and ``metrics.csv`` beside it
     (together, at the end: until then the state file beside the checkpoint holds both)."""
     checkpoint = Path(checkpoint)
-    device = select_device(device or settings.training.device)
+    device = select_device(device or settings.runtime.device)
     cfg = settings.training
     splits = data.load(settings, run.dataset)
     train_split, val_split = splits.train.to(device), splits.val.to(device)
@@ -114,7 +114,7 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
               "data_source": splits.source,
               "sizes": {"train": len(train_split), "val": len(val_split)},
               "wall_seconds": round(state["elapsed"], 3),
-              "cuda_graphs": graphs_record(cfg.cuda_graphs, step),
+              "cuda_graphs": graphs_record(settings.runtime.cuda_graphs, step),
               "provenance": io.provenance(device)}
     artifacts.save_checkpoint(checkpoint, result,
                               {metrics_path: _metrics_csv(state["metrics"])})
@@ -124,10 +124,10 @@ def train_run(settings: Settings, run: RunSpec, checkpoint: str | Path, device=N
 
 def training_setup(settings: Settings, run: RunSpec, device, batch_size: int):
     """(model, optimizer, step) of ``run`` on ``device``: the model initialized from the run's
-    seed, its AdamW, and the training step, graphed as ``training.cuda_graphs`` says (whether
+    seed, its AdamW, and the training step, graphed as ``runtime.cuda_graphs`` says (whether
     it is: ``step.enabled``). What a training run and the benchmarks of its loop start from."""
     model = prepare_model(settings, run.dataset, device, run.seed)
-    graphs = graphs_wanted(settings.training.cuda_graphs, device)
+    graphs = graphs_wanted(settings.runtime.cuda_graphs, device)
     optimizer = make_optimizer(settings, model, run, graphs)
     return model, optimizer, training_step(settings, model, optimizer, run, device, batch_size,
                                            graphs)

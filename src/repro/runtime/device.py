@@ -9,7 +9,7 @@ from repro.models.resnet import build_model
 
 
 def select_device(name: str | None = "auto") -> torch.device:
-    """``training.device``: "auto" is CUDA when torch sees a GPU, else the CPU.
+    """``runtime.device``: "auto" is CUDA when torch sees a GPU, else the CPU.
 
     On CUDA, cuDNN autotuning and TF32 matmuls are turned on (process-wide): every hot loop
     but DeepFool's and AutoAttack's keeps one shape, so autotuning pays once per job."""
@@ -18,7 +18,7 @@ def select_device(name: str | None = "auto") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("training.device asks for CUDA but torch sees no GPU; use "
+            raise RuntimeError("runtime.device asks for CUDA but torch sees no GPU; use "
                                "'auto' or 'cpu'")
         if device.index is not None:  # streams and CUDA graphs are made on the current card
             torch.cuda.set_device(device)

@@ -82,7 +82,7 @@ def pool() -> SlotPool:
 
 
 def own_process(device: str, main_process: bool, cards: list[str] | None = None) -> bool:
-    """Whether a job runs as a child process on a slot's card: its ``training.device`` may be
+    """Whether a job runs as a child process on a slot's card: its ``runtime.device`` may be
     CUDA, a card is visible, and it runs in the Snakemake process the user started (not in a
     cluster job's own Snakemake, which already has a card to itself)."""
     if device == "cpu" or not main_process:

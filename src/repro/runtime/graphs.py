@@ -25,7 +25,7 @@ WARMUP = 3  # eager full batches before the capture (PyTorch's examples use 3)
 
 
 def graphs_wanted(setting: str, device: torch.device | str) -> bool:
-    """``training.cuda_graphs``: "auto" graphs on CUDA (fp32 and bf16 alike); "off" never."""
+    """``runtime.cuda_graphs``: "auto" graphs on CUDA (fp32 and bf16 alike); "off" never."""
     return setting == "auto" and torch.device(device).type == "cuda"
 
 
