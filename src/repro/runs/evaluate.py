@@ -16,6 +16,7 @@ from repro.config import ATTACKS, RunSpec, Settings
 from repro.runtime.device import prepare_model, select_device, to_device
 from repro.errors import UserError
 from repro.runtime.graphs import StepGraph, graphs_record, graphs_wanted
+from repro.runtime.selfcheck import evaluation_check
 from repro.records import attack_parameters, run_record
 from repro.runtime.streams import generator
 
@@ -57,13 +58,14 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, batch_size: int,
 def attack_chunk(settings: Settings, model, attack: str, device) -> StepGraph:
     """``chunk(inputs, labels[, noise]) -> logits`` under ``attack``: FGSM and PGD, whose
     shapes never change, run as CUDA graphs for full chunks (``training.cuda_graphs``);
-    DeepFool's active set shrinks, so it and the single clean pass stay eager."""
+    DeepFool's active set shrinks, so it and the single clean pass stay eager. The first
+    replay checks itself against the eager chunk (repro.runtime.selfcheck)."""
     def chunk(inputs, labels, *noise):
         return run_attack(model, attack, inputs, labels, settings.protocol,
                           noise=noise[0] if noise else None)[1]
     graphs = attack in ("fgsm", "pgd") and graphs_wanted(
         settings.training.cuda_graphs, device)
-    return StepGraph(chunk, settings.attack_chunk_size, graphs)
+    return StepGraph(chunk, settings.attack_chunk_size, graphs, check=evaluation_check(model))
 
 
 def attack_logits(settings: Settings, model, attack: str, test: data.Split, seed: int,
@@ -116,7 +118,8 @@ def made_by(settings: Settings, run: RunSpec, saved: dict, checkpoint, source: s
         "protocol": settings.as_dict()["protocol"], "checkpoint": str(checkpoint),
         "training": {"epochs": saved["epochs"], "best_val_loss": saved["best_val_loss"],
                      "weight_decay": saved["weight_decay"], "batch_size": saved["batch_size"],
-                     "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"]},
+                     "wall_seconds": saved["wall_seconds"], "provenance": saved["provenance"],
+                     "cuda_graphs": saved.get("cuda_graphs")},
         "wall_seconds": round(time.perf_counter() - started, 3),
         "provenance": io.provenance(device),
     }
