@@ -37,7 +37,7 @@ from pathlib import Path
 from repro import grid
 from repro.attacks.autoattack import Budget
 from repro.config import NUM_CLASSES, RunSpec, Settings
-from repro.cost.measured import FALLBACK_GPU, MEASURED, device_kind
+from repro.cost.measured import FALLBACK_GPU, MEASURED, calibrated, device_kind
 
 # (train + val, test) images of the real datasets; the other sources are sized by the config.
 FULL_SIZES = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
@@ -208,9 +208,10 @@ SLURM_PROFILE = "profiles/slurm"
 
 
 def measured_rates(device=None) -> tuple[str, str, dict]:
-    """(device kind, device name, measured entry) for ``device`` (see repro.cost.measured)."""
+    """(device kind, device name, measured entry) for ``device`` (see repro.cost.measured):
+    this device's own rates where ``python -m repro calibrate`` measured them, else its kind's."""
     kind, name = device_kind(device)
-    return kind, name, MEASURED[kind]
+    return kind, name, calibrated(name) or MEASURED[kind]
 
 
 def _hours(hours: float) -> str:
@@ -231,7 +232,8 @@ def cost_notice(config: dict, epochs: int = 20) -> str:
     result = estimate(config, entry["train"], epochs, attack_rates=entry["attack"],
                       pending_only=True)
     hours = result["total_hours"]
-    priced = "" if kind in name else f" (priced with the {kind}'s rates: {name} has none)"
+    priced = "" if kind in name or entry.get("calibrated") else \
+        f" (priced with the {kind}'s rates: {name} has none)"
     text = (f"Cost of this run: {result['training_jobs']} training and "
             f"{result['evaluation_jobs']} evaluation jobs still to do, at {epochs} epochs per "
             f"training (early stopping may end it sooner)")
@@ -243,6 +245,8 @@ def cost_notice(config: dict, epochs: int = 20) -> str:
     else:
         wall = hours
         text += f": about {_hours(hours)} GPU-hours on {name}{priced}, one job at a time."
+    if entry.get("calibrated"):
+        text += f" Rates {entry['source']}."
     if wall <= 24:
         return text
     cheaper = [f"the smoke preset (--configfile {SMOKE_PRESET}: minutes, a check of the "
