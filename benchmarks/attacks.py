@@ -33,43 +33,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from repro import attacks  # noqa: E402
-from repro.config import NUM_CLASSES, Settings  # noqa: E402
-from repro.runtime.device import prepare_model, select_device  # noqa: E402
+from repro.config import NUM_CLASSES  # noqa: E402
+from repro.cost.timing import prototypes, synchronize, trained_model  # noqa: E402
+from repro.runtime.device import select_device  # noqa: E402
 
 EPS, ALPHA, PGD_STEPS, DF_STEPS, OVERSHOOT = 8 / 255, 2 / 255, 20, 20, 0.02
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def prototypes(n: int, size: int, seed: int, device):
-    """Smooth random class prototypes plus noise: learnable in a few steps, in [0, 1]."""
-    protos = F.interpolate(torch.rand(NUM_CLASSES, 3, 4, 4,
-                                      generator=torch.Generator().manual_seed(7)),
-                           size=(size, size), mode="bilinear", align_corners=False)
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
-    pixels = 0.6 * protos[labels] + 0.4 * torch.rand(n, 3, size, size, generator=generator)
-    return pixels.to(device), labels.to(device)
-
-
-def trained_model(size: int, steps: int, device):
-    settings = Settings.from_config({"protocol": {"attack_space": "pixel"},
-                                     "model": {"pretrained": "none"}})
-    torch.manual_seed(0)
-    model = prepare_model(settings, "cifar10", device)  # channels-last on a GPU, as in the pipeline
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for step in range(steps):
-        pixels, labels = prototypes(32, size, 100 + step, device)
-        loss = F.cross_entropy(model(pixels), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return model.eval()
 
 
 def time_round_robin(jobs: dict, repeats: int, device) -> dict:

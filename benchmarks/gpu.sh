@@ -3,13 +3,21 @@
 # CIFAR-shaped data, in one command:
 #
 #   bash benchmarks/gpu.sh                    # all stages, in this order:
-#        check attacks train-fp32 concurrent train-eager train-bf16 estimate
+#        check selfcheck calibrate attacks train-fp32 concurrent train-eager train-bf16 estimate
 #   bash benchmarks/gpu.sh concurrent         # or some of them
 #   bash benchmarks/gpu.sh autoattack         # AutoAttack per 1,000 images (AA_N, default 1000)
 #
 # Each stage writes $OUT/<stage>.txt (default OUT=benchmarks/out):
 #   check        CUDA graphs and padded DeepFool against the eager paths (benchmarks/
 #                cuda_check.py: same weights, logits, success rates; DEEPFOOL_N images)
+#   selfcheck    a real at-pgd training and PGD evaluation through `python -m repro` with CUDA
+#                graphs on (SELFCHECK_N synthetic images, default 512, batch and chunk 64):
+#                the self-check each graph makes of its first replay, as the checkpoint and
+#                the evaluation JSON record it; fails unless both passed (CPU: graphs unused)
+#   calibrate    `python -m repro calibrate` for config.yaml (CALIBRATE_ARGS: config options
+#                such as --configfile or --set; CALIBRATE_BUDGET: seconds, default 90), rates
+#                into $OUT/rates.yaml (the checks are the check stage's), then `repro
+#                estimate` priced with them
 #   attacks      FGSM, PGD-20, DeepFool at ATTACK_BATCH (1024) vs torchattacks/foolbox, their
 #                floors and large-batch bounds; DeepFool also unpadded with autotuning off
 #   train-fp32   every defense, one run, CUDA graphs on (the default), N images, with the
@@ -82,10 +90,44 @@ estimate() {  # with the rates lines of train-fp32 (its last line) and attacks
     python3 -m repro estimate --device "$device" $rates
 }
 
+selfcheck() {  # what a real job records of its graphs' self-check
+    local dir=$out/selfcheck n=${SELFCHECK_N:-512}
+    local run=(--configfile config/smoke.yaml --device "$device" --dataset cifar10
+               --defense at-pgd --set training.batch_size=64 --set evaluation.chunk_size=64
+               --set training.max_epochs=1 --set data.root="$dir/data"
+               --set data.datasets.cifar10.subset="{train: $n, test: $n}")
+    mkdir -p "$dir"
+    python3 -m repro train "${run[@]}" --out "$dir/model.pt" --no-progress
+    python3 -m repro evaluate "${run[@]}" --checkpoint "$dir/model.pt" --attack pgd \
+        --out "$dir/pgd.json"
+    python3 - "$dir/model.pt" "$dir/pgd.json" "$device" <<'PY'
+import json, sys, torch
+checkpoint, evaluation, device = sys.argv[1:]
+records = {"training": torch.load(checkpoint, weights_only=False)["cuda_graphs"],
+           "evaluation": json.load(open(evaluation))["cuda_graphs"]}
+ok = True
+for what, record in records.items():
+    print(f"{what:<12}{json.dumps(record)}")
+    if torch.device(device).type == "cuda":
+        ok &= record.get("self_check") == "passed"
+    else:
+        ok &= not record["used"]
+print("self-check " + ("ok" if ok else "FAIL"))
+sys.exit(0 if ok else 1)
+PY
+}
+
 stage() {
     case $1 in
         check) python3 benchmarks/cuda_check.py --device "$device" \
                    --deepfool-n "${DEEPFOOL_N:-1024}" | tee "$out/check.txt" ;;
+        selfcheck) selfcheck | tee "$out/selfcheck.txt" ;;
+        calibrate) # shellcheck disable=SC2086
+            { python3 -m repro calibrate --device "$device" --no-checks --no-progress \
+                  --budget "${CALIBRATE_BUDGET:-90}" --out "$out/rates.yaml" \
+                  ${CALIBRATE_ARGS:-} &&
+                  REPRO_RATES="$out/rates.yaml" python3 -m repro estimate --device "$device" \
+                      ${CALIBRATE_ARGS:-}; } | tee "$out/calibrate.txt" ;;
         attacks) python3 benchmarks/attacks.py --device "$device" --size 32 \
                      --batch "${ATTACK_BATCH:-1024}" | tee "$out/attacks.txt" ;;
         train-fp32) train train-fp32 --bound-batch "${BOUND_BATCH:-0}" ;;
@@ -98,13 +140,14 @@ stage() {
         # not in the default stages: at full budget it takes minutes even on a GPU
         autoattack) python3 benchmarks/autoattack.py --device "$device" --n "${AA_N:-1000}" \
                         | tee "$out/autoattack.txt" ;;
-        *) echo "unknown stage $1 (check attacks train-fp32 concurrent train-eager" \
-                "train-bf16 estimate autoattack)" >&2; return 2 ;;
+        *) echo "unknown stage $1 (check selfcheck calibrate attacks train-fp32 concurrent" \
+                "train-eager train-bf16 estimate autoattack)" >&2; return 2 ;;
     esac
 }
 
 stages=("$@")
-[ $# -gt 0 ] || stages=(check attacks train-fp32 concurrent train-eager train-bf16 estimate)
+[ $# -gt 0 ] || stages=(check selfcheck calibrate attacks train-fp32 concurrent train-eager
+                       train-bf16 estimate)
 failed=()
 for name in "${stages[@]}"; do  # a failed stage does not cost the figures of the others
     (stage "$name") || failed+=("$name")

@@ -2,7 +2,8 @@
 
     python benchmarks/train.py --device cpu --n 256 --batch 128
 
-Runs the pipeline's own epoch loop (``repro.runs.train``, which calls
+Runs the pipeline's own epoch loop (``repro.runs.train`` through
+``repro.cost.timing.epoch_seconds``, as ``python -m repro calibrate`` does; it calls
 ``repro.defenses.training_loss``) on synthetic CIFAR-shaped data, with the protocol of the
 given config (default: the paper's ``config.yaml``; ImageNet weights are not needed for
 timing, so the model starts from random weights). For each defense it also prints the
@@ -30,19 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from repro.runtime import device as device_setup  # noqa: E402
-from repro.runs import train  # noqa: E402
 from repro.cli import apply_overrides  # noqa: E402
 from repro import registry  # noqa: E402
-from repro.config import NUM_CLASSES, Settings, load_config  # noqa: E402
-from repro.data import Split  # noqa: E402
+from repro.config import Settings, load_config  # noqa: E402
 from repro.cost.flops import card_peak_tflops, training_flops  # noqa: E402
-from repro.runtime.graphs import WARMUP, graphs_wanted  # noqa: E402
+from repro.cost.timing import epoch_seconds, synthetic_split  # noqa: E402
+from repro.runtime.graphs import graphs_wanted  # noqa: E402
 from repro.grid import main_run  # noqa: E402
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 BARRIER_TIMEOUT = 600  # seconds; a peer that died before the barrier must not hang the others
@@ -61,29 +56,6 @@ def wait_for_peers(barrier: str | None) -> None:
             raise SystemExit(f"barrier {folder}: {int(count)} processes expected, "
                              f"{len(list(Path(folder).iterdir()))} arrived in {BARRIER_TIMEOUT} s")
         time.sleep(0.05)
-
-
-def epoch_seconds(settings, run, split, batch, device, barrier=None) -> float:
-    """One timed epoch of the pipeline's own loop, after a warm-up batch (cuDNN autotuning,
-    the allocator) or, with CUDA graphs, WARMUP + 1 of them (the graph's capture too)."""
-    torch.manual_seed(0)
-    model, _, step = train.training_setup(settings, run, device, batch)
-    warmup = Split(split.images[:batch], split.labels[:batch])
-    for _ in range(WARMUP + 1 if step.enabled else 1):
-        train._train_epoch(settings, model, step, warmup, run, batch, 0, device, False)
-    synchronize(device)
-    wait_for_peers(barrier)
-    started = time.perf_counter()
-    train._train_epoch(settings, model, step, split, run, batch, 1, device, False)
-    synchronize(device)
-    return time.perf_counter() - started
-
-
-def synthetic_split(n: int, size: int, device) -> Split:
-    generator = torch.Generator().manual_seed(0)
-    return Split(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8,
-                               generator=generator),
-                 torch.randint(0, NUM_CLASSES, (n,), generator=generator)).to(device)
 
 
 def main(argv=None) -> int:
@@ -129,7 +101,8 @@ def main(argv=None) -> int:
     rates = {}
     for defense in args.defenses:
         run = main_run(config, defense)
-        seconds = epoch_seconds(settings, run, split, args.batch, device, args.barrier)
+        seconds = epoch_seconds(settings, run, split, args.batch, device,
+                                lambda: wait_for_peers(args.barrier))
         rates[defense] = args.n / seconds
         bound = ""
         if bound_split is not None:

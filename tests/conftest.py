@@ -56,6 +56,13 @@ def _threads():
     torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _no_calibrated_rates(monkeypatch):
+    """Estimates price with the built-in rates, whatever `python -m repro calibrate` wrote
+    into this machine's cache (tests/test_calibrate.py points REPRO_RATES at its own file)."""
+    monkeypatch.setenv("REPRO_RATES", str(ROOT / "tests" / "no-such-rates.yaml"))
+
+
 @pytest.fixture
 def tiny_config():
     """A fresh copy of the tiny config dict, to modify freely."""

@@ -21,12 +21,25 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "DEVICE": "cpu", "N": "8", "BATCH": "4",
            "BOUND_BATCH": "8", "N_CONCURRENT": "8", "ATTACK_BATCH": "8", "CONCURRENT": "1 2",
-           "DEEPFOOL_N": "8"}
+           "DEEPFOOL_N": "8", "SELFCHECK_N": "8",
+           "CALIBRATE_BUDGET": "1", "CALIBRATE_ARGS": "--configfile config/smoke.yaml --set "
+                             "training.batch_size=4 --set evaluation.chunk_size=4 --set "
+                             "protocol.pgd.steps=2 --set protocol.trades_pgd.steps=2 --set "
+                             "protocol.deepfool.steps=2"}
     subprocess.run(["bash", str(ROOT / "benchmarks/gpu.sh")], check=True, env=env,
                    capture_output=True, text=True)
-    files = {path.name: path.read_text() for path in tmp_path.iterdir()}
-    assert set(files) == {"machine.txt", "check.txt", "attacks.txt", "train-fp32.txt",
-                          "concurrent.txt", "train-eager.txt", "train-bf16.txt", "estimate.txt"}
+    files = {path.name: path.read_text() for path in tmp_path.iterdir() if path.is_file()}
+    assert set(files) == {"machine.txt", "check.txt", "selfcheck.txt", "calibrate.txt",
+                          "rates.yaml", "attacks.txt", "train-fp32.txt", "concurrent.txt",
+                          "train-eager.txt", "train-bf16.txt", "estimate.txt"}
+    selfcheck = files["selfcheck.txt"].splitlines()
+    assert [line.split()[0] for line in selfcheck] == ["training", "evaluation", "self-check"]
+    assert selfcheck[-1] == "self-check ok" and '"used": false' in selfcheck[0]
+    calibrated = files["calibrate.txt"]
+    assert "train at-pgd" in calibrated and "written to " + str(tmp_path / "rates.yaml") in \
+        calibrated
+    assert "training and attack rates calibrated on one CPU core" in calibrated
+    assert calibrated.splitlines()[-1].split()[0] == "total"
     assert "skipped: no CUDA graphs" in files["check.txt"]
     last = files["check.txt"].splitlines()[-1]
     assert last.startswith("deepfool padded = exact") and last.endswith("ok")

@@ -111,6 +111,13 @@ def test_provenance_has_one_row_per_evaluation(tables):
                   training={"epochs": 3, "wall_seconds": 12.5,
                             "provenance": {"torch": "2.14.1+cu130"}}, wall_seconds=1.5)
     evals[-1]["training"]["provenance"]["torch"] = "2.15.0"
+    evals[0]["cuda_graphs"] = {"setting": "auto", "used": False, "self_check": "failed",
+                               "self_check_difference": 1.0, "self_check_tolerance": 0.0156}
+    evals[0]["training"]["cuda_graphs"] = {"setting": "auto", "used": True,
+                                           "self_check": "passed",
+                                           "self_check_difference": 3e-7,
+                                           "self_check_tolerance": 0.0156}
+    evals[1]["cuda_graphs"] = {"setting": "off", "used": False, "batches": {"eager": 4}}
     rows = list(csv.DictReader(report.provenance_csv(evals, {"torch": "2.14.1"}).splitlines()))
     assert len(rows) == len(evals) == 6 * 2 * 4
     first = rows[0]
@@ -122,6 +129,11 @@ def test_provenance_has_one_row_per_evaluation(tables):
     assert [row["lock"] for row in rows].count("matches") == len(rows) - 1
     assert "torch 2.15.0 (lock: 2.14.1)" in {row["lock"] for row in rows}
     assert first["host"] == ""  # not recorded: left empty, never invented
+    # the CUDA graphs' self-check of training and evaluation (repro.runtime.selfcheck)
+    graphs = {(row["train_graphs"], row["eval_graphs"]) for row in rows}
+    assert ("self-check passed (3e-07 of 0.016 allowed)",
+            "self-check FAILED, ran eagerly (1 of 0.016 allowed)") in graphs
+    assert ("", "off") in graphs
 
 
 def test_caption_states_how_the_models_were_trained(tables):

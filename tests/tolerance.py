@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 
-EPS32 = torch.finfo(torch.float32).eps  # 1.19e-7: one rounding of a float32 value of size 1
-EPSBF16 = torch.finfo(torch.bfloat16).eps  # 7.8e-3: the same for bfloat16
+# one rounding of a float32 / bfloat16 value of size 1; the library's self-check of CUDA graphs
+# derives its tolerance the same way (repro.runtime.selfcheck)
+from repro.runtime.selfcheck import EPS32, EPSBF16  # noqa: F401
 
 
 def assert_float32_close(actual: torch.Tensor, expected: torch.Tensor, roundings: int) -> None:

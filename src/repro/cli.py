@@ -136,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--robust-fraction", type=float, default=0.5,
                           help="share of the audit's images that survive APGD-CE, so that "
                                "APGD-T, FAB-T and Square attack them (default 0.5)")
+    calibrate = commands.add_parser(
+        "calibrate", help="measure this machine's rates (about two minutes) for estimate and "
+                          "the workflow's cost notice")
+    _common(calibrate, with_run=False)
+    calibrate.add_argument("--out", default=None,
+                           help="rates file (default: $REPRO_RATES, else "
+                                "~/.cache/repro/rates.yaml, where estimate looks)")
+    calibrate.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                           help="seconds of timing, shared out over the defenses and attacks "
+                                "(default 90; the CUDA checks come on top)")
+    calibrate.add_argument("--no-checks", action="store_true",
+                           help="skip the CUDA correctness checks (benchmarks/gpu.sh runs them "
+                                "in a stage of their own)")
+    calibrate.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -213,10 +227,12 @@ def _main(args) -> int:
         defaults = [part for part, flag in (("training", args.images_per_second),
                                             ("attack", args.attack_images_per_second))
                     if not flag]
-        if defaults:
+        if defaults and entry.get("calibrated"):
+            print(f"{' and '.join(defaults)} rates {entry['source']}\n")
+        elif defaults:
             device = "" if kind in name else f"; this device: {name}"
-            print(f"{' and '.join(defaults)} rates measured on {kind} ({entry['source']})"
-                  f"{device}\n")
+            print(f"{' and '.join(defaults)} rates measured on {kind} ({entry['source']}; "
+                  f"python -m repro calibrate measures this machine's){device}\n")
         measured = estimate(
             config, parse_rates(args.images_per_second) if args.images_per_second
             else entry["train"], args.epochs, args.deepfool_steps,
@@ -226,6 +242,22 @@ def _main(args) -> int:
             config, floor_rates(config, args.peak_tflops), args.epochs, args.deepfool_steps,
             robust_fraction=args.robust_fraction)
         print(format_estimate(measured, floor or None))
+    elif args.command == "calibrate":
+        from repro.cost import calibrate, measured
+
+        rates = calibrate.calibrate(config, args.device, args.budget or calibrate.BUDGET_S,
+                                    progress=not args.no_progress, checks=not args.no_checks)
+        print(calibrate.format_rates(rates))
+        path = calibrate.write_rates(rates, args.out)
+        if path.resolve() == measured.rates_path().resolve():
+            print(f"written to {path}: python -m repro estimate and the workflow's cost notice "
+                  f"price {rates['device_name']} with these from now on")
+        else:
+            print(f"written to {path}; estimate and the cost notice read it with "
+                  f"{measured.RATES_ENV}={path} set")
+        if any(not result.startswith("ok") for result in rates.get("checks", {}).values()):
+            raise UserError("a CUDA check failed (see above): run with runtime.cuda_graphs: "
+                            "off, and report the lines above")
     else:
         from repro.data import prepare
 

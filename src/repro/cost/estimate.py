@@ -44,7 +44,7 @@ from repro import grid, registry
 from repro.attacks.autoattack import Budget
 from repro.config import Protocol, RunSpec, Settings
 from repro.errors import UserError
-from repro.cost.measured import FALLBACK_GPU, MEASURED, device_kind
+from repro.cost.measured import FALLBACK_GPU, MEASURED, calibrated, device_kind
 
 # (train + val, test) images of a dataset's real data: its declaration's (repro.registry).
 FULL_SIZES = registry.View("dataset", "sizes")
@@ -254,9 +254,10 @@ SLURM_PROFILE = "profiles/slurm"
 
 
 def measured_rates(device=None) -> tuple[str, str, dict]:
-    """(device kind, device name, measured entry) for ``device`` (see repro.cost.measured)."""
+    """(device kind, device name, measured entry) for ``device`` (see repro.cost.measured):
+    this device's own rates where ``python -m repro calibrate`` measured them, else its kind's."""
     kind, name = device_kind(device)
-    return kind, name, MEASURED[kind]
+    return kind, name, calibrated(name) or MEASURED[kind]
 
 
 def _hours(hours: float) -> str:
@@ -277,7 +278,8 @@ def cost_notice(config: dict, epochs: int = 20) -> str:
     result = estimate(config, entry["train"], epochs, attack_rates=entry["attack"],
                       pending_only=True)
     hours = result["total_hours"]
-    priced = "" if kind in name else f" (priced with the {kind}'s rates: {name} has none)"
+    priced = "" if kind in name or entry.get("calibrated") else \
+        f" (priced with the {kind}'s rates: {name} has none)"
     text = (f"Cost of this run: {result['training_jobs']} training and "
             f"{result['evaluation_jobs']} evaluation jobs still to do, at {epochs} epochs per "
             f"training (early stopping may end it sooner)")
@@ -292,6 +294,8 @@ def cost_notice(config: dict, epochs: int = 20) -> str:
     unmeasured = [how for how in result["pricing"].values() if not how.startswith("attack clean")]
     if unmeasured:
         text += f" Priced without a measured rate: {'; '.join(unmeasured)}."
+    if entry.get("calibrated"):
+        text += f" Rates {entry['source']}."
     if wall <= 24:
         return text
     cheaper = [f"the smoke preset (--configfile {SMOKE_PRESET}: minutes, a check of the "

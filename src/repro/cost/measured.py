@@ -6,10 +6,17 @@ and replaced (benchmarks/README.md). ``train``: images/s of one training epoch p
 at batch 128 (benchmarks/train.py). ``attack``: images/s of an evaluation attack at the
 benchmark's batch (benchmarks/attacks.py, the line ``--attack-images-per-second``); DeepFool's
 rate depends on how many steps the model needs before it flips (4 to 9 on that benchmark).
+
+Rates measured on the user's own machine by ``python -m repro calibrate`` (repro.cost.calibrate)
+take precedence for the device they were measured on: :func:`calibrated`.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
+import yaml
 
 MEASURED = {
     "H100": {
@@ -43,3 +50,35 @@ def device_kind(device: str | torch.device | None = None) -> tuple[str, str]:
         return "cpu", "cpu"
     name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "a CUDA GPU"
     return next((kind for kind in MEASURED if kind in name), FALLBACK_GPU), name
+
+
+RATES_ENV = "REPRO_RATES"  # another rates file than the default one
+
+
+def rates_path() -> Path:
+    """Where ``python -m repro calibrate`` writes this machine's rates and the estimate reads
+    them: ``$REPRO_RATES``, else ``$XDG_CACHE_HOME/repro/rates.yaml`` (~/.cache by default)."""
+    if os.environ.get(RATES_ENV):
+        return Path(os.environ[RATES_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "repro" / "rates.yaml"
+
+
+def calibrated(name: str) -> dict | None:
+    """The calibrated entry (``source``, ``train``, ``attack``, as in MEASURED) for the device
+    named ``name``, or None: no rates file, or one measured on another device (a home folder
+    shared by a cluster's nodes may hold another card's)."""
+    path = rates_path()
+    if not path.is_file():
+        return None
+    try:
+        rates = yaml.safe_load(path.read_text())
+        if rates.get("device_name") != name:
+            return None
+        return {"source": f"{rates['source']}, {path}", "calibrated": True,
+                "train": dict(rates["train"]), "attack": dict(rates["attack"])}
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError) as error:
+        from repro.errors import UserError
+
+        raise UserError(f"{path} is not a rates file of python -m repro calibrate ({error}); "
+                        f"run that command again, or delete the file") from error

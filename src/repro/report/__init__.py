@@ -310,9 +310,25 @@ def plot_table(table: Table, evals: list[dict], by: str, outputs: list[str | Pat
 
 PROVENANCE_COLUMNS = ("dataset", "run", "seed", "attack", "n", "data_source", "epochs",
                       "train_seconds", "eval_seconds", "train_threads", "eval_threads", "device",
-                      "device_name", "repro", "torch", "torchvision", "numpy", "lock", "git_commit",
-                      "host")
+                      "device_name", "train_graphs", "eval_graphs", "repro", "torch",
+                      "torchvision", "numpy", "lock", "git_commit", "host")
 LOCKED_PACKAGES = ("torch", "torchvision", "numpy")  # recorded by io.provenance
+
+
+def graphs_summary(record: dict | None) -> str | None:
+    """A checkpoint's or evaluation's CUDA graphs in a few words (repro.runtime.graphs):
+    "off", "eager" (not used), "captured" when the graph was used without its first replay
+    being checked, or the self-check's verdict with its largest relative difference."""
+    if not record:
+        return None
+    if record.get("capture_failed"):
+        return f"capture failed: {record['capture_failed']}"
+    if record.get("self_check"):
+        verdict = "self-check passed" if record["self_check"] == "passed" else \
+            "self-check FAILED, ran eagerly"
+        return f"{verdict} ({record['self_check_difference']:.2g} of " \
+               f"{record['self_check_tolerance']:.2g} allowed)"
+    return "off" if record.get("setting") == "off" else "used" if record.get("used") else "eager"
 
 
 def provenance_csv(evals: list[dict], pins: dict[str, str]) -> str:
@@ -332,6 +348,8 @@ def provenance_csv(evals: list[dict], pins: dict[str, str]) -> str:
                 "eval_seconds": ev.get("wall_seconds"),
                 "train_threads": training.get("provenance", {}).get("threads"),
                 "eval_threads": ev.get("provenance", {}).get("threads"),
+                "train_graphs": graphs_summary(training.get("cuda_graphs")),
+                "eval_graphs": graphs_summary(ev.get("cuda_graphs")),
                 "lock": "; ".join(differ) if differ else "matches"}
         rows.append(["" if made.get(c) is None else made[c] for c in PROVENANCE_COLUMNS])
     return to_csv(list(PROVENANCE_COLUMNS), sorted(rows, key=lambda r: tuple(map(str, r[:4]))))

@@ -17,6 +17,7 @@ from repro.config import RunSpec, Settings
 from repro.runtime.device import prepare_model, select_device, to_device
 from repro.errors import UserError
 from repro.runtime.graphs import StepGraph, graphs_record, graphs_wanted
+from repro.runtime.selfcheck import evaluation_check
 from repro.records import attack_parameters, run_record
 from repro.runtime.streams import generator
 
@@ -59,13 +60,14 @@ def attack_chunk(settings: Settings, model, attack: str, device) -> StepGraph:
     """``chunk(inputs, labels[, noise]) -> logits`` under ``attack``: an attack whose shapes
     never change (declared ``graphs``: FGSM, PGD) runs as CUDA graphs for full chunks
     (``runtime.cuda_graphs``); DeepFool's active set shrinks, so it and the single clean pass
-    stay eager."""
+    stay eager. The first replay checks itself against the eager chunk
+    (repro.runtime.selfcheck)."""
     def chunk(inputs, labels, *noise):
         return run_attack(model, attack, inputs, labels, settings.protocol,
                           noise=noise[0] if noise else None)[1]
     graphs = registry.attack(attack).graphs and graphs_wanted(
         settings.runtime.cuda_graphs, device)
-    return StepGraph(chunk, settings.attack_chunk_size, graphs)
+    return StepGraph(chunk, settings.attack_chunk_size, graphs, check=evaluation_check(model))
 
 
 def attack_logits(settings: Settings, model, attack: str, test: data.Split, seed: int,
@@ -122,7 +124,8 @@ def made_by(settings: Settings, run: RunSpec, saved: dict, checkpoint, source: s
                      # model on the 5,000 embedded digits needs another lr than the paper's)
                      "lr": saved["lr"], "pretrained": saved["pretrained"],
                      "max_epochs": saved["max_epochs"], "patience": saved["patience"],
-                     "sizes": saved.get("sizes")},
+                     "sizes": saved.get("sizes"),
+                     "cuda_graphs": saved.get("cuda_graphs")},
         "wall_seconds": round(time.perf_counter() - started, 3),
         "provenance": io.provenance(device),
     }

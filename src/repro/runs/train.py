@@ -29,6 +29,7 @@ from repro.defenses import step_noise, training_loss
 from repro.runtime.device import prepare_model, select_device, to_device
 from repro.errors import UserError
 from repro.runtime.graphs import StepGraph, graphs_record, graphs_wanted
+from repro.runtime.selfcheck import training_check
 from repro.records import run_record
 from repro.runtime.streams import generator
 
@@ -150,7 +151,8 @@ def capturable_state(optimizer_state: dict, graphs: bool) -> dict:
 def training_step(settings: Settings, model, optimizer, run: RunSpec, device, batch_size: int,
                   graphs: bool) -> StepGraph:
     """``step(inputs, labels[, noise]) -> (loss, logits)``: loss, backward and optimizer step
-    of one batch, as one CUDA graph for full batches when ``graphs`` (see repro.runtime.graphs)."""
+    of one batch, as one CUDA graph for full batches when ``graphs`` (see repro.runtime.graphs),
+    whose first replay checks itself against the eager step (repro.runtime.selfcheck)."""
     def step(inputs, labels, *noise):
         with autocast(settings, device):
             loss, logits = training_loss(model, inputs, labels, run, settings.protocol,
@@ -159,7 +161,8 @@ def training_step(settings: Settings, model, optimizer, run: RunSpec, device, ba
         loss.backward()
         optimizer.step()
         return loss.detach(), logits.detach()
-    return StepGraph(step, batch_size, graphs)
+    return StepGraph(step, batch_size, graphs,
+                     check=training_check(model, optimizer, settings.training.precision))
 
 
 def _train_epoch(settings, model, step, split, run, batch_size, epoch, device, show):
