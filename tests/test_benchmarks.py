@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.config import DEFENSES
+from repro import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
     assert "cpu, fp32, CUDA graphs off" in train and "vs bound" in train
     rates = train.splitlines()[-1].split()
     assert rates[0] == "--images-per-second"
-    assert [rate.split("=")[0] for rate in rates[1:]] == list(DEFENSES)
+    assert [rate.split("=")[0] for rate in rates[1:]] == list(registry.ids("defense"))
     for name, precision in (("train-eager", "fp32"), ("train-bf16", "bf16")):
         assert files[f"{name}.txt"].splitlines()[-1].split()[1].startswith("standard=")
         assert f"cpu, {precision}" in files[f"{name}.txt"]

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from repro.cli import main
-from repro.config import DEFENSES, load_config
+from repro import registry
+from repro.config import load_config
 from repro.cost import calibrate, measured
 from repro.cost.estimate import cost_notice, measured_rates
 
@@ -34,7 +35,7 @@ def rates_file(tmp_path_factory):
 def test_calibrate_measures_every_defense_and_attack_and_names_device_and_date(rates_file):
     rates = yaml.safe_load(rates_file.read_text())
     assert rates["device"] == rates["device_name"] == "cpu"
-    assert list(rates["train"]) == list(DEFENSES)
+    assert list(rates["train"]) == list(registry.ids("defense"))
     assert list(rates["attack"]) == ["clean", "fgsm", "pgd", "deepfool"]
     assert all(rate > 0 for part in ("train", "attack") for rate in rates[part].values())
     assert rates["date"][:4].isdigit() and rates["date"] in rates["source"]
