@@ -32,7 +32,7 @@ def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
     assert set(files) == {"machine.txt", "check.txt", "selfcheck.txt", "calibrate.txt",
                           "rates.yaml", "attacks.txt", "train-fp32.txt", "concurrent.txt",
                           "train-eager.txt", "train-bf16.txt", "estimate.txt"}
-    selfcheck = files["selfcheck.txt"].splitlines()
+    selfcheck = files["selfcheck.txt"].splitlines()[-3:]  # after the train and evaluate lines
     assert [line.split()[0] for line in selfcheck] == ["training", "evaluation", "self-check"]
     assert selfcheck[-1] == "self-check ok" and '"used": false' in selfcheck[0]
     calibrated = files["calibrate.txt"]
