@@ -61,6 +61,16 @@ def test_seed_alone_fixes_the_initial_weights(make_settings):
     assert not torch.equal(first["resnet.fc.weight"], other["resnet.fc.weight"])
 
 
+def test_building_models_leaves_the_global_rng_alone(make_settings):
+    """Jobs are threads of one process: a model built for Table 3 while a training job built
+    its own once changed that run's initial weights (the smoke fingerprint caught it)."""
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    embedding_table("cifar10")
+    build_model(make_settings(), "cifar10", seed=4)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_weights_from_a_file(make_settings, tmp_path):
     from torchvision.models import resnet18
 

@@ -9,7 +9,9 @@ protocol is running (ledger 2).
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -80,9 +82,17 @@ def build_model(settings: Settings, dataset: str, seed: int = 0) -> Classifier:
     ``seed`` alone, even when jobs run in threads of one process (Snakemake with
     ``--force-use-threads``), and leave the caller's RNG state untouched.
     """
+    with _seeded_init(seed):
+        return _build(settings, dataset)
+
+
+@contextmanager
+def _seeded_init(seed: int) -> Iterator[None]:
+    """torch's global RNG seeded with ``seed`` for this thread's model construction alone: every
+    construction in the package runs under it, so one job's draws never move another's."""
     with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build(settings, dataset)
+        yield
 
 
 def _build(settings: Settings, dataset: str) -> Classifier:
@@ -117,8 +127,11 @@ def embedding_table(dataset: str) -> list[dict]:
     """Table 3, derived from the model: components and output shape of each representation."""
     from torchvision.models import resnet18
 
-    resnet = resnet18(weights=None)
-    resnet.fc = nn.Linear(resnet.fc.in_features, NUM_CLASSES)
+    # Its weights are random and unused, but drawing them from the global RNG beside a training
+    # job's build_model (a thread of the same process) changed that run's initial weights.
+    with _seeded_init(0):
+        resnet = resnet18(weights=None)
+        resnet.fc = nn.Linear(resnet.fc.in_features, NUM_CLASSES)
     model = Classifier(resnet, (0.0,) * 3, (1.0,) * 3, "normalized").eval()
     with torch.no_grad():
         _, taps = model.forward_taps(torch.zeros(1, 3, *SHAPES[dataset][1:]), LAYERS)
