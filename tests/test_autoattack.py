@@ -284,3 +284,14 @@ def test_components_use_the_official_settings():
     assert (built.fab.n_iter, built.fab.n_target_classes, built.fab.n_restarts) == (10, 3, 1)
     assert (built.square.n_queries, built.square.rescale_schedule) == (100, False)
     assert built.attacks_to_run == ["apgd-ce", "apgd-t", "fab-t", "square"]
+
+
+def test_audit_records_carry_squares_schedule(make_settings):
+    """An AutoAttack JSON made with another Square schedule reruns: the audit's params hold the
+    schedule the attack uses (records is torch-free, so it keeps its own copy, checked here)."""
+    from repro import records
+    from repro.attacks import autoattack as autoattack_module
+
+    assert records.SQUARE_RESCALE is autoattack_module.SQUARE_RESCALE
+    record = records.audit_record(make_settings(), RunSpec("mnist", "standard", 0), "autoattack")
+    assert record["square_rescale"] is autoattack_module.SQUARE_RESCALE

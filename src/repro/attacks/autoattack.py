@@ -31,6 +31,9 @@ from repro.attacks import attacking
 
 COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 GRADIENT_FREE = ("square",)
+# Square's step schedule: the official code's fixed one (False), not torchattacks' default,
+# which rescales it to the query budget; audit records carry it (records.SQUARE_RESCALE).
+SQUARE_RESCALE = False
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,7 @@ def components(boxed: UnitBox, epsilon: float, budget: Budget, seed: int) -> lis
             FAB(boxed, norm="Linf", eps=eps, steps=budget.fab_t_steps, n_restarts=1,
                 seed=seed + 2, multi_targeted=True, n_classes=budget.fab_t_targets + 1),
             Square(boxed, norm="Linf", eps=eps, n_queries=budget.square_queries, n_restarts=1,
-                   seed=seed + 3, p_init=0.8, loss="margin", resc_schedule=False)]
+                   seed=seed + 3, p_init=0.8, loss="margin", resc_schedule=SQUARE_RESCALE)]
 
 
 def _project(candidate: torch.Tensor, unit: torch.Tensor, eps: float) -> torch.Tensor:
