@@ -104,8 +104,8 @@ def test_training_by_hand_uses_the_workflows_thread_count(tmp_path, monkeypatch)
     ("train", ["--out", "{folder}/runs/model.pt"]),
     ("evaluate", ["--checkpoint", "{tmp}/model.pt", "--attack", "fgsm",
                   "--out", "{folder}/eval/fgsm.json"]),
-    ("evaluate", ["--checkpoint", "{tmp}/model.pt", "--attack", "autoattack",
-                  "--out", "{folder}/eval/autoattack.json"]),
+    ("audit", ["--checkpoint", "{tmp}/model.pt", "--kind", "autoattack",
+               "--out", "{folder}/eval/autoattack.json"]),
     ("download", ["--set", "data.root={folder}", "--set",
                   "data.datasets.mnist.source=torchvision"]),
 ], ids=["train", "evaluate", "audit", "download"])
