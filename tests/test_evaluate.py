@@ -48,7 +48,8 @@ def test_evaluation_json_has_accuracies_and_provenance(trained, tmp_path):
     assert {"torch", "device", "repro"} <= set(saved["provenance"])
     # the whole protocol (tables name it in their captions), though the standard run's
     # checkpoint records only the part its training read
-    assert saved["protocol"] == settings.as_dict()["protocol"]
+    assert saved["protocol"] == settings.protocol.as_record()
+    assert "extra" not in saved["protocol"]  # a plugin's section sits under its own key
     assert set(saved["training"]) >= {"epochs", "provenance"}
     clean = evaluate_run(settings, RUN, path, "clean")
     assert clean["top1"] >= saved["top1"]

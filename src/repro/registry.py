@@ -48,8 +48,29 @@ class PluginError(UserError, ValueError):
     """A member module that cannot be used: one line naming the file and the field."""
 
 
-@dataclass(frozen=True)
-class Defense:
+@dataclass(frozen=True, kw_only=True)
+class Member:
+    """What every member declares: its id and its label in tables; ``origin`` is filled in at
+    registration ("builtin" or the plugin file)."""
+    id: str
+    label: str
+    origin: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtocolMember(Member):
+    """A defense or an attack: the protocol keys it reads, its random draws (``noise``), its
+    cost, and its own config section (``settings_key``, ``schema``, ``defaults``)."""
+    reads: tuple[str, ...]
+    noise: Callable | None = None
+    cost: Callable | None = None
+    settings_key: str | None = None
+    schema: dict | None = None
+    defaults: dict | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Defense(ProtocolMember):
     """A training defense (a row of the main tables).
 
     ``loss(model, inputs, labels, run, protocol, noise)`` returns (loss, logits whose accuracy
@@ -61,21 +82,12 @@ class Defense:
     ``run.beta``), as the cl-* defenses do. ``cost(protocol)``: one training image in images
     of standard training, used when no throughput was measured for it.
     """
-    id: str
-    label: str
-    reads: tuple[str, ...]
     loss: Callable
-    noise: Callable | None = None
     layered: bool = False
-    cost: Callable | None = None
-    settings_key: str | None = None
-    schema: dict | None = None
-    defaults: dict | None = None
-    origin: str = field(default="", compare=False)  # "builtin" or the plugin file
 
 
-@dataclass(frozen=True)
-class Attack:
+@dataclass(frozen=True, kw_only=True)
+class Attack(ProtocolMember):
     """An evaluation attack (a column of the accuracy tables).
 
     ``run(model, inputs, labels, protocol, noise)`` returns the adversarial inputs and the
@@ -86,22 +98,13 @@ class Attack:
     test image in images of standard training, used when no throughput was measured for it;
     ``assumptions`` holds the estimate's guesses (``deepfool_steps``).
     """
-    id: str
-    label: str
-    reads: tuple[str, ...]
     run: Callable
-    noise: Callable | None = None
     parameters: Callable | None = None
     graphs: bool = False
-    cost: Callable | None = None
-    settings_key: str | None = None
-    schema: dict | None = None
-    defaults: dict | None = None
-    origin: str = field(default="", compare=False)  # "builtin" or the plugin file
 
 
-@dataclass(frozen=True)
-class Dataset:
+@dataclass(frozen=True, kw_only=True)
+class Dataset(Member):
     """A dataset of 10 classes: the paper's two, or a user's (which gets a top-1 table of its
     own, numbered from 10 on, and no paper comparison).
 
@@ -113,14 +116,11 @@ class Dataset:
     its real data (what the estimate prices); ``default``: its ``data.datasets`` entry when
     the config has none.
     """
-    id: str
-    label: str
     shape: tuple[int, int, int]
     statistics: tuple[tuple[float, ...], tuple[float, ...]]
     sizes: tuple[int, int]
     sources: dict
     default: dict | None = None
-    origin: str = field(default="", compare=False)  # "builtin" or the plugin file
 
 
 KINDS = {"defense": Defense, "attack": Attack, "dataset": Dataset}
