@@ -27,7 +27,8 @@ def validate_config():
     In place, numeric strings become numbers and the schema's defaults fill in."""
     try:
         repro.config.validate_config(config)
-    except repro.config.ConfigError as error:
+        grid.selected(config)  # which tables exist depends on the plugins the config names
+    except UserError as error:
         raise WorkflowError(str(error))
 
 
