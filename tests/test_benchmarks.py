@@ -60,4 +60,5 @@ def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
     assert all(float(line.split(": ")[1].split()[0]) > 0 for line in concurrent)
     estimate = files["estimate.txt"].splitlines()
     assert estimate[0].startswith("72 training jobs (20 epochs assumed), 372 evaluation jobs")
-    assert estimate[-1].split()[0] == "total"
+    # the table ends in its total; lines on how unmeasured members were priced may follow
+    assert "total" in [line.split()[0] for line in estimate if line.strip()]
