@@ -1,6 +1,7 @@
 """Shared fixtures: tiny offline settings (synthetic CIFAR-10 stand-in, embedded MNIST)."""
 import copy
-import inspect
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ from repro.cli import apply_overrides
 from repro.config import Settings, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+# Snakemake run from the repository root. Tests run several at once (pytest-xdist), each on its
+# own results folder, so they skip Snakemake's lock: all instances in one folder share
+# .snakemake/locks, and one's unlock deletes that folder while another writes its lock there.
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--nolock"]
 
 TINY = {
     "data": {"root": "unused-offline", "split_seed": 42, "datasets": {
@@ -53,7 +58,10 @@ BAD_CONFIGS = [
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    """Two torch threads, or this worker's share of the cores under pytest-xdist (.ci/run runs
+    one worker per core): more threads than cores make OpenMP's workers wait on each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
 
 
 @pytest.fixture(autouse=True)
@@ -81,46 +89,3 @@ def make_settings(tiny_config):
 def paper_config() -> dict:
     """A fresh copy of the full reproduction config (tests may edit it)."""
     return load_config(ROOT / "config.yaml")
-
-
-def _shared_fixtures(item) -> set[str]:
-    """Fixtures of this test folder with a scope wider than one test (a trained model, the smoke
-    run) that ``item`` requests, directly or through other fixtures."""
-    info = getattr(item, "_fixtureinfo", None)  # None: not a test function (a doctest, say)
-    if info is None:
-        return set()
-    defs = info.name2fixturedefs
-    todo, seen, shared = list(info.argnames), set(), set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in defs:
-            continue
-        seen.add(name)
-        fixture = defs[name][-1]
-        todo.extend(fixture.argnames)
-        source = Path(inspect.getsourcefile(fixture.func) or "")
-        if fixture.scope != "function" and source.parent == ROOT / "tests":
-            shared.add(name)
-    return shared
-
-
-def pytest_collection_modifyitems(config, items):
-    """For ``pytest -n N --dist loadgroup`` (pytest-xdist; .ci/run): tests of one module that
-    share such a fixture, or share one with a test that shares one, form a group that runs on
-    one worker, so the fixture is built once; every other test goes to whichever worker is
-    free. Autouse fixtures are not counted: they set things up, they build nothing costly."""
-    parent: dict[str, str] = {}
-
-    def root(key: str) -> str:
-        while parent.setdefault(key, key) != key:
-            key = parent[key]
-        return key
-
-    wanted = {item: [f"{item.path.name}::{name}" for name in _shared_fixtures(item)]
-              for item in items}
-    for keys in wanted.values():
-        for key in keys[1:]:
-            parent[root(key)] = root(keys[0])
-    for item, keys in wanted.items():
-        if keys:
-            item.add_marker(pytest.mark.xdist_group(root(keys[0])))

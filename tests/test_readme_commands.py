@@ -3,11 +3,10 @@ with the workflow's default profile (jobs as threads of one process, rerun-incom
 import re
 import shlex
 import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, SNAKEMAKE
 
 PROFILE_LINE = "workflow specific profile profiles/default"
 # not workflow runs: --report needs a finished run's results, --unlock changes no file
@@ -35,7 +34,7 @@ def test_the_readme_documents_the_main_commands():
                                      if not any(flag in c for flag in NOT_RUNS)])
 def test_readme_command_dry_runs_from_the_root_with_the_default_profile(command):
     args = shlex.split(command)[1:] + ["--dry-run"]
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, text=True,
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, text=True,
                           capture_output=True, timeout=300)
     output = proc.stdout + proc.stderr
     if "protocols.md" in command and proc.returncode != 0:

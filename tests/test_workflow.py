@@ -20,7 +20,7 @@ from repro import grid
 from repro.runs.artifacts import load_checkpoint, read_eval
 from repro.config import load_config, merge_config
 
-from conftest import BAD_CONFIGS
+from conftest import BAD_CONFIGS, SNAKEMAKE
 from filesystems import read_only
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def snakemake(*args, check=True) -> subprocess.CompletedProcess:
     """Run Snakemake in the repository root. Targets must come before --configfile (nargs=+)."""
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, text=True,
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, text=True,
                           capture_output=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -252,8 +252,11 @@ def smoke(tmp_path_factory):
     return folder
 
 
-def _full_config(seeds) -> dict:
-    config = load_config(ROOT / "config.yaml")
+def _full_config(protocol: str, seeds) -> dict:
+    """config.yaml as the smoke run of ``protocol`` read it (the standard one's preset renames
+    runs: its CL-PGD row has another β), with the smoke run's seeds."""
+    presets = [ROOT / "config/standard.yaml"] if protocol == "standard" else []
+    config = load_config(ROOT / "config.yaml", *presets)
     config["grid"]["seeds"] = seeds
     return config
 
@@ -262,7 +265,7 @@ def _full_config(seeds) -> dict:
 @pytest.mark.parametrize("protocol, seeds", [("paper", [0, 1]), ("standard", [0])])
 def test_smoke_builds_every_table_and_plot(smoke, protocol, seeds):
     results = smoke / protocol
-    config = _full_config(seeds)
+    config = _full_config(protocol, seeds)
     for path in grid.targets({**config, "results": str(results)}):
         assert Path(path).stat().st_size > 0, path
     for table in grid.tables(config).values():
@@ -365,7 +368,8 @@ def test_smoke_report_holds_every_table_plot_comparison_ledger_provenance(smoke)
     shown = ([f"table{n}.csv" for n in grid.TABLE_NUMBERS] + [f"{p}.png" for p in grid.PLOTS]
              + ["comparison.csv", "ledger.csv", "provenance.csv", "tableA.csv", "epsilon.png",
                 "checks.csv"]
-             + [f"curves-table{n}.png" for n, table in grid.tables(_full_config([0])).items()
+             + [f"curves-table{n}.png"
+                for n, table in grid.tables(_full_config("paper", [0])).items()
                 if table.kind == "accuracy"])
     assert [name for name in shown if name not in text] == []
 
@@ -394,7 +398,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path):
 
     parts = _table4_config(tmp_path, "parts")
     target = str(tmp_path / "parts/table4.md")
-    command = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile",
+    command = [*SNAKEMAKE, target, "--cores", "2", "--configfile",
                str(parts)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
