@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from repro import registry
 from repro.cli import apply_overrides
 from repro.config import Settings, load_config
 
@@ -56,12 +57,39 @@ BAD_CONFIGS = [
 ]
 
 
+# Files whose tests take minutes (end-to-end runs), longest first: run first, so that
+# pytest-xdist (.ci/run, --dist loadfile) starts them at once on separate workers.
+LONGEST_FIRST = ("test_smoke.py", "test_benchmarks.py", "test_workflow.py", "test_slurm.py",
+                 "test_plugin_workflow.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     """Two torch threads, or this worker's share of the cores under pytest-xdist (.ci/run runs
     one worker per core): more threads than cores make OpenMP's workers wait on each other."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
+
+
+@pytest.fixture(autouse=True)
+def _builtin_members_only():
+    """Each test starts from the built-in members: the registry keeps a plugin for the rest of
+    the process (as a workflow run should), so one test's plugins would show in the next
+    test's grids, estimates and calibrations on the same pytest-xdist worker."""
+    registry.ids("defense")  # the built-ins, loaded
+    members = {kind: dict(found) for kind, found in registry._MEMBERS.items()}
+    plugins = dict(registry._PLUGINS)
+    yield
+    for kind, found in members.items():
+        registry._MEMBERS[kind].clear()
+        registry._MEMBERS[kind].update(found)
+    registry._PLUGINS.clear()
+    registry._PLUGINS.update(plugins)
 
 
 @pytest.fixture(autouse=True)

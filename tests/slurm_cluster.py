@@ -137,7 +137,7 @@ def _slurm_conf(root: Path, node: str, munge_socket: Path, gpus: int, gpu_type: 
         "JobAcctGatherType=jobacct_gather/none",
         "AccountingStorageType=accounting_storage/none",  # so no sacct: status via squeue
         "MinJobAge=600",  # finished jobs stay visible to squeue for 10 minutes
-        "KillWait=5",  # seconds from a time limit's SIGTERM to its SIGKILL (default 30)
+        "KillWait=1",  # seconds from a time limit's SIGTERM to its SIGKILL (default 30)
         "MpiDefault=none",
         "ReturnToService=2",
         "SchedulerType=sched/builtin",

@@ -186,21 +186,53 @@ def all_runs(config: dict) -> list[RunSpec]:
 
 # ---- paths: the contract between the workflow, the library and the report ----
 
-def run_dir(results: str, run: RunSpec) -> Path:
-    return Path(results) / "runs" / run.dataset / run.name / f"seed{run.seed}"
+# Every output's place, defined here once: under the results folder, the data marker under the
+# data root. The rules give these patterns to Snakemake, their {fields} being its wildcards
+# (common.smk's `result`); the functions below fill them in for the grid, estimate and report.
+PATHS = {
+    "data_marker": "{dataset}-{source}.ready.json",
+    "checkpoint": "runs/{dataset}/{run}/seed{seed}/model.pt",
+    "metrics": "runs/{dataset}/{run}/seed{seed}/metrics.csv",  # per epoch, beside the model
+    "eval": "runs/{dataset}/{run}/seed{seed}/eval/{attack}.json",
+    "table": "table{table}.{ext}",
+    "plot": "plots/{plot}.{ext}",
+    "curves": "plots/curves-table{table}.{ext}",
+    # RobustBench's layout: <dataset>/<threat model>/<model id>.json (repro.report.robustbench)
+    "robustbench": "robustbench/{dataset}/Linf/{run}_seed{seed}.json",
+    # one file per folder: comparison, ledger, provenance, protocols, tableA, checks
+    "summary": "{name}.{ext}",
+}
+
+
+class _Wildcards(dict):
+    """Leaves a field that was not given as ``{field}``: a Snakemake wildcard."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def path_pattern(kind: str, folder: str | Path, **fields) -> str:
+    """``PATHS[kind]`` in ``folder`` with ``fields`` filled in and the rest left as wildcards:
+    ``path_pattern("table", "results", ext="md")`` is ``results/table{table}.md``."""
+    return str(Path(folder) / PATHS[kind].format_map(_Wildcards(fields)))
+
+
+def _run_path(kind: str, results: str, run: RunSpec, **fields) -> Path:
+    return Path(path_pattern(kind, results, dataset=run.dataset, run=run.name, seed=run.seed,
+                             **fields))
 
 
 def checkpoint_path(results: str, run: RunSpec) -> Path:
-    return run_dir(results, run) / "model.pt"
+    return _run_path("checkpoint", results, run)
 
 
 def metrics_path(results: str, run: RunSpec) -> Path:
     """Per-epoch losses and accuracies, written by the training job beside its checkpoint."""
-    return run_dir(results, run) / "metrics.csv"
+    return _run_path("metrics", results, run)
 
 
 def eval_path(results: str, run: RunSpec, attack: str) -> Path:
-    return run_dir(results, run) / "eval" / f"{attack}.json"
+    return _run_path("eval", results, run, attack=attack)
 
 
 def parse_eval_path(path: str | Path) -> tuple[RunSpec, str] | None:
@@ -219,7 +251,8 @@ def parse_eval_path(path: str | Path) -> tuple[RunSpec, str] | None:
 def data_marker(config: dict, dataset: str) -> Path:
     """Per source, so switching a dataset's source (real <-> stand-in) re-prepares its data."""
     source = config["data"]["datasets"][dataset]["source"]
-    return Path(config["data"]["root"]) / f"{dataset}-{source}.ready.json"
+    return Path(path_pattern("data_marker", config["data"]["root"], dataset=dataset,
+                             source=source))
 
 
 def table_inputs(config: dict, number: int) -> list[str]:
@@ -230,11 +263,12 @@ def table_inputs(config: dict, number: int) -> list[str]:
 
 
 def table_files(config: dict, number: int) -> list[str]:
-    return [f"{config['results']}/table{number}.{ext}" for ext in ("md", "csv", "tex")]
+    return [path_pattern("table", config["results"], table=number, ext=ext)
+            for ext in ("md", "csv", "tex")]
 
 
 def plot_path(config: dict, name: str, ext: str = "png") -> str:
-    return f"{config['results']}/plots/{name}.{ext}"
+    return path_pattern("plot", config["results"], plot=name, ext=ext)
 
 
 def plot_files(config: dict) -> list[str]:
@@ -252,8 +286,8 @@ def all_eval_inputs(config: dict) -> list[str]:
 def comparison_files(config: dict) -> list[str]:
     """The paper against this folder's numbers, the ledger with this folder's values, and
     the provenance of every evaluation."""
-    return [f"{config['results']}/{name}.{ext}" for name in ("comparison", "ledger")
-            for ext in ("md", "csv")] + [f"{config['results']}/provenance.csv"]
+    return [summary_path(config, name, ext) for name in ("comparison", "ledger")
+            for ext in ("md", "csv")] + [summary_path(config, "provenance", "csv")]
 
 
 # ---- the audit beyond the paper (Table A, the ε curve, the masking checks) ----
@@ -279,9 +313,10 @@ def audit_inputs(config: dict, kind: str) -> list[str]:
     return [str(eval_path(config["results"], run, kind)) for run in audit_runs(config)]
 
 
-def audit_path(config: dict, name: str, ext: str = "md") -> str:
-    """Table A ("tableA") or the masking checks ("checks")."""
-    return f"{config['results']}/{name}.{ext}"
+def summary_path(config: dict, name: str, ext: str = "md") -> str:
+    """One file that sums up the results folder: Table A ("tableA"), the masking checks
+    ("checks"), the comparison with the paper, the ledger, the provenance, the protocols."""
+    return path_pattern("summary", config["results"], name=name, ext=ext)
 
 
 def audit_files(config: dict) -> list[str]:
@@ -289,15 +324,14 @@ def audit_files(config: dict) -> list[str]:
     tables)."""
     if not audit_tables(config):
         return []
-    return ([audit_path(config, "tableA", ext) for ext in ("md", "csv", "tex")]
+    return ([summary_path(config, "tableA", ext) for ext in ("md", "csv", "tex")]
             + [plot_path(config, "epsilon", ext) for ext in ("png", "pdf")]
-            + [audit_path(config, "checks", ext) for ext in ("md", "csv")])
+            + [summary_path(config, "checks", ext) for ext in ("md", "csv")])
 
 
 def robustbench_path(config: dict, run: RunSpec) -> str:
-    """One audited model as a RobustBench ``model_info`` JSON, in RobustBench's layout
-    (``<dataset>/<threat model>/<model id>.json``; repro.report.robustbench)."""
-    return f"{config['results']}/robustbench/{run.dataset}/Linf/{run.name}_seed{run.seed}.json"
+    """One audited model as a RobustBench ``model_info`` JSON (repro.report.robustbench)."""
+    return str(_run_path("robustbench", config["results"], run))
 
 
 def robustbench_files(config: dict) -> list[str]:
@@ -307,7 +341,7 @@ def robustbench_files(config: dict) -> list[str]:
 
 def curve_path(config: dict, number: int, ext: str = "png") -> str:
     """Table ``number``'s training curves (repro.report.curves)."""
-    return f"{config['results']}/plots/curves-table{number}.{ext}"
+    return path_pattern("curves", config["results"], table=number, ext=ext)
 
 
 def curve_inputs(config: dict, number: int) -> list[str]:
@@ -347,9 +381,9 @@ def missing_intermediates(config: dict) -> dict[str, list[str]]:
         if number in selected(config):
             built[plot_path(config, name)] = table_inputs(config, number)
     autoattack, epsilon = audit_inputs(config, "autoattack"), audit_inputs(config, "epsilon")
-    built[audit_path(config, "tableA")] = autoattack
+    built[summary_path(config, "tableA")] = autoattack
     built[plot_path(config, "epsilon")] = epsilon
-    built[audit_path(config, "checks")] = autoattack + epsilon
+    built[summary_path(config, "checks")] = autoattack + epsilon
     for run in audit_runs(config):
         built[robustbench_path(config, run)] = [str(eval_path(config["results"], run,
                                                               "autoattack"))]

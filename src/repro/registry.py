@@ -96,11 +96,14 @@ class Attack(ProtocolMember):
     evaluation JSON records of it (default: the values of ``reads``). ``graphs``: its shapes
     never change, so full chunks may run as CUDA graphs. ``cost(protocol, assumptions)``: one
     test image in images of standard training, used when no throughput was measured for it;
-    ``assumptions`` holds the estimate's guesses (``deepfool_steps``).
+    ``assumptions`` holds the estimate's guesses (``deepfool_steps``). ``cost_follows``: that
+    cost follows from the measured training rate with no guess (``clean``: a forward pass,
+    a third of a training step), so the estimate does not list the attack as unmeasured.
     """
     run: Callable
     parameters: Callable | None = None
     graphs: bool = False
+    cost_follows: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,9 +5,9 @@
 rule audit_evaluate:
     input:
         data=data_marker,
-        checkpoint=os.path.join(RUN_DIR, "model.pt"),
+        checkpoint=result("checkpoint"),
     output:
-        os.path.join(RUN_DIR, "eval", "{audit}.json"),
+        result("eval", attack="{audit}"),
     log:
         os.path.join(LOGS, "audit", "{dataset}", "{run}", "seed{seed}", "{audit}.log"),
     benchmark:
@@ -42,14 +42,14 @@ rule audit_table:
     input:
         grid.audit_inputs(config, "autoattack"),
     output:
-        md=os.path.join(RESULTS, "tableA.md"),
+        md=result("summary", name="tableA", ext="md"),
         csv=report(
-            os.path.join(RESULTS, "tableA.csv"),
+            result("summary", name="tableA", ext="csv"),
             caption="../report/tableA.rst",
             category="Audit beyond the paper",
             labels={"file": "Table A"},
         ),
-        tex=os.path.join(RESULTS, "tableA.tex"),
+        tex=result("summary", name="tableA", ext="tex"),
     log:
         os.path.join(LOGS, "report", "tableA.log"),
     run:
@@ -61,12 +61,12 @@ rule epsilon_plot:
         grid.audit_inputs(config, "epsilon"),
     output:
         png=report(
-            os.path.join(RESULTS, "plots", "epsilon.png"),
+            result("plot", plot="epsilon", ext="png"),
             caption="../report/epsilon.rst",
             category="Audit beyond the paper",
             labels={"file": "ε curve"},
         ),
-        pdf=os.path.join(RESULTS, "plots", "epsilon.pdf"),
+        pdf=result("plot", plot="epsilon", ext="pdf"),
     log:
         os.path.join(LOGS, "report", "plot-epsilon.log"),
     run:
@@ -78,9 +78,9 @@ rule masking_checks:
         autoattack=grid.audit_inputs(config, "autoattack"),
         epsilon=grid.audit_inputs(config, "epsilon"),
     output:
-        md=os.path.join(RESULTS, "checks.md"),
+        md=result("summary", name="checks", ext="md"),
         csv=report(
-            os.path.join(RESULTS, "checks.csv"),
+            result("summary", name="checks", ext="csv"),
             caption="../report/checks.rst",
             category="Audit beyond the paper",
             labels={"file": "masking checks"},
@@ -96,9 +96,9 @@ rule masking_checks:
 
 rule robustbench:
     input:
-        os.path.join(RUN_DIR, "eval", "autoattack.json"),
+        result("eval", attack="autoattack"),
     output:
-        os.path.join(RESULTS, "robustbench", "{dataset}", "Linf", "{run}_seed{seed}.json"),
+        result("robustbench"),
     log:
         os.path.join(LOGS, "report", "robustbench", "{dataset}", "{run}_seed{seed}.log"),
     params:

@@ -37,12 +37,17 @@ validate_config()
 SETTINGS = Settings.from_config(config)
 RESULTS = config["results"]
 DATA_ROOT = config["data"]["root"]
-RUN_DIR = os.path.join(RESULTS, "runs", "{dataset}", "{run}", "seed{seed}")
 # Logs (and per-job wall/CPU/memory benchmarks, to size cluster resources) live under the
 # results folder, so smoke, test and real runs never share a file. On a cluster each job is its
 # own process; locally jobs are threads of one process, so a benchmark's CPU and memory columns
 # cover the whole process (each job log ends with the job's own wall and CPU time).
 LOGS = os.path.join(RESULTS, "logs")
+
+
+def result(kind, **fields):
+    """The output ``kind`` of grid.PATHS under the results folder, ``fields`` filled in, the
+    others left as wildcards: the grid computes the same paths, so they are written once."""
+    return grid.path_pattern(kind, RESULTS, **fields)
 
 
 wildcard_constraints:
@@ -160,8 +165,8 @@ ACCURACY_TABLES = [
 # Table A and the masking checks exist only when a table the audit covers is selected.
 AUDIT_REPORTS = (
     {
-        "table_a": os.path.join(RESULTS, "tableA.csv"),
-        "checks": os.path.join(RESULTS, "checks.csv"),
+        "table_a": result("summary", name="tableA", ext="csv"),
+        "checks": result("summary", name="checks", ext="csv"),
     }
     if grid.audit_tables(config)
     else {}
@@ -180,7 +185,7 @@ def protocol_tables(wildcards):
     tables come from its own Snakemake run, so a missing one is an error saying which run."""
     inputs = {}
     for name, folder in config["report"]["protocols"].items():
-        files = [os.path.join(folder, f"table{n}.csv") for n in ACCURACY_TABLES]
+        files = [grid.path_pattern("table", folder, table=n, ext="csv") for n in ACCURACY_TABLES]
         missing = [f for f in files if not os.path.exists(f)]
         if os.path.normpath(folder) != os.path.normpath(RESULTS) and missing:
             raise ValueError(

@@ -8,7 +8,7 @@ localrules:
 
 rule prepare_data:
     output:
-        os.path.join(DATA_ROOT, "{dataset}-{source}.ready.json"),
+        grid.path_pattern("data_marker", DATA_ROOT),
     log:
         os.path.join(LOGS, "data/{dataset}-{source}.log"),
     run:

@@ -4,9 +4,9 @@
 rule evaluate:
     input:
         data=data_marker,
-        checkpoint=os.path.join(RUN_DIR, "model.pt"),
+        checkpoint=result("checkpoint"),
     output:
-        os.path.join(RUN_DIR, "eval/{attack}.json"),
+        result("eval"),
     log:
         os.path.join(LOGS, "evaluate/{dataset}/{run}/seed{seed}/{attack}.log"),
     benchmark:

@@ -13,14 +13,14 @@ rule accuracy_table:
     input:
         lambda w: grid.table_inputs(config, int(w.table)),
     output:
-        md=os.path.join(RESULTS, "table{table}.md"),
+        md=result("table", ext="md"),
         csv=report(
-            os.path.join(RESULTS, "table{table}.csv"),
+            result("table", ext="csv"),
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "Table {table}"},
         ),
-        tex=os.path.join(RESULTS, "table{table}.tex"),
+        tex=result("table", ext="tex"),
     log:
         os.path.join(LOGS, "report/table{table}.log"),
     wildcard_constraints:
@@ -34,14 +34,14 @@ rule accuracy_table:
 
 rule embedding_table:
     output:
-        md=os.path.join(RESULTS, f"table{grid.EMBEDDING_TABLE}.md"),
+        md=result("table", table=grid.EMBEDDING_TABLE, ext="md"),
         csv=report(
-            os.path.join(RESULTS, f"table{grid.EMBEDDING_TABLE}.csv"),
+            result("table", table=grid.EMBEDDING_TABLE, ext="csv"),
             caption="../report/table3.rst",
             category="Tables",
             labels={"table": f"Table {grid.EMBEDDING_TABLE}"},
         ),
-        tex=os.path.join(RESULTS, f"table{grid.EMBEDDING_TABLE}.tex"),
+        tex=result("table", table=grid.EMBEDDING_TABLE, ext="tex"),
     log:
         os.path.join(LOGS, "report/table3.log"),
     params:
@@ -55,12 +55,12 @@ rule plot:
         lambda w: grid.table_inputs(config, grid.PLOTS[w.plot]),
     output:
         png=report(
-            os.path.join(RESULTS, "plots/{plot}.png"),
+            result("plot", ext="png"),
             caption="../report/plot.rst",
             category="Plots",
             labels={"plot": "{plot}"},
         ),
-        pdf=os.path.join(RESULTS, "plots/{plot}.pdf"),
+        pdf=result("plot", ext="pdf"),
     log:
         os.path.join(LOGS, "report/plot-{plot}.log"),
     wildcard_constraints:
@@ -74,12 +74,12 @@ rule curves:
         lambda w: grid.curve_inputs(config, int(w.table)),
     output:
         png=report(
-            os.path.join(RESULTS, "plots/curves-table{table}.png"),
+            result("curves", ext="png"),
             caption="../report/curves.rst",
             category="Training curves",
             labels={"table": "Table {table}"},
         ),
-        pdf=os.path.join(RESULTS, "plots/curves-table{table}.pdf"),
+        pdf=result("curves", ext="pdf"),
     log:
         os.path.join(LOGS, "report/curves-table{table}.log"),
     wildcard_constraints:
@@ -101,11 +101,11 @@ localrules:
 rule comparison:
     input:
         **AUDIT_REPORTS,
-        tables=[os.path.join(RESULTS, f"table{n}.csv") for n in ACCURACY_TABLES],
+        tables=[result("table", table=n, ext="csv") for n in ACCURACY_TABLES],
     output:
-        md=os.path.join(RESULTS, "comparison.md"),
+        md=result("summary", name="comparison", ext="md"),
         csv=report(
-            os.path.join(RESULTS, "comparison.csv"),
+            result("summary", name="comparison", ext="csv"),
             caption="../report/comparison.rst",
             category="Paper against reproduction",
             labels={"file": "comparison"},
@@ -126,9 +126,9 @@ rule ledger:
         paper=os.path.join(workflow.basedir, "config.yaml"),
         standard=os.path.join(workflow.basedir, "config", "standard.yaml"),
     output:
-        md=os.path.join(RESULTS, "ledger.md"),
+        md=result("summary", name="ledger", ext="md"),
         csv=report(
-            os.path.join(RESULTS, "ledger.csv"),
+            result("summary", name="ledger", ext="csv"),
             caption="../report/ledger.rst",
             category="Paper against reproduction",
             labels={"file": "ledger"},
@@ -145,8 +145,8 @@ rule protocols:
     input:
         unpack(protocol_tables),
     output:
-        md=os.path.join(RESULTS, "protocols.md"),
-        csv=os.path.join(RESULTS, "protocols.csv"),
+        md=result("summary", name="protocols", ext="md"),
+        csv=result("summary", name="protocols", ext="csv"),
     log:
         os.path.join(LOGS, "report/protocols.log"),
     params:
@@ -163,7 +163,7 @@ rule provenance:
         lock=os.path.join(workflow.basedir, "requirements.lock"),
     output:
         report(
-            os.path.join(RESULTS, "provenance.csv"),
+            result("summary", name="provenance", ext="csv"),
             caption="../report/provenance.rst",
             category="Provenance",
         ),

@@ -5,8 +5,8 @@ rule train:
     input:
         data=data_marker,
     output:
-        checkpoint=os.path.join(RUN_DIR, "model.pt"),
-        metrics=os.path.join(RUN_DIR, "metrics.csv"),
+        checkpoint=result("checkpoint"),
+        metrics=result("metrics"),
     log:
         os.path.join(LOGS, "train/{dataset}/{run}/seed{seed}.log"),
     benchmark:

@@ -8,4 +8,4 @@ def run(model, inputs, labels, protocol, noise):
 
 
 MEMBERS = [Attack(id="clean", label="Id", reads=(), run=run, parameters=lambda p: {},
-                  cost=lambda p, assumed: 1 / 3)]  # one forward pass
+                  cost=lambda p, assumed: 1 / 3, cost_follows=True)]  # one forward pass

@@ -169,7 +169,8 @@ def estimate(config: dict, images_per_second: dict[str, float], epochs: int = 20
             else:
                 cost, how = declared_cost("attack", attack, settings.protocol,
                                           {"deepfool_steps": deepfool_steps})
-                pricing.setdefault(attack, f"attack {attack}: no measured rate; {how}")
+                if not registry.attack(attack).cost_follows:
+                    pricing.setdefault(attack, f"attack {attack}: no measured rate; {how}")
                 per_image = cost / standard
             eval_hours[attack] += sizes["test"] * per_image / 3600
         for kind in grid.AUDITS if run in audited else ():
@@ -291,9 +292,8 @@ def cost_notice(config: dict, epochs: int = 20) -> str:
     else:
         wall = hours
         text += f": about {_hours(hours)} GPU-hours on {name}{priced}, one job at a time."
-    unmeasured = [how for how in result["pricing"].values() if not how.startswith("attack clean")]
-    if unmeasured:
-        text += f" Priced without a measured rate: {'; '.join(unmeasured)}."
+    if result["pricing"]:
+        text += f" Priced without a measured rate: {'; '.join(result['pricing'].values())}."
     if entry.get("calibrated"):
         text += f" Rates {entry['source']}."
     if wall <= 24:
