@@ -16,10 +16,14 @@ from repro.config import load_config
 
 from test_workflow import ROOT, _smoke_config, snakemake
 
-# For CI's time: half the smoke preset's test images (the attacks' cost is per image) and one
-# epoch (early stopping and resuming are tested on their own).
+# For CI's time: half the smoke preset's test images (the attacks' cost is per image), one
+# epoch (early stopping and resuming are tested on their own), and 3 steps instead of 20 for
+# PGD (evaluation, AT/CL training, the audit), TRADES' inner PGD and DeepFool: this checks that
+# every table is built, not the attacks' strength (tests/test_attacks.py does).
 SMALLER = {"data": {"datasets": {name: {"subset": {"test": 16}} for name in ("cifar10", "mnist")}},
-           "audit": {"n_images": 16}, "training": {"max_epochs": 1}}
+           "audit": {"n_images": 16}, "training": {"max_epochs": 1},
+           "protocol": {"pgd": {"steps": 3}, "trades_pgd": {"steps": 3},
+                        "deepfool": {"steps": 3}}}
 
 
 @pytest.fixture(scope="module")

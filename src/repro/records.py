@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from repro import registry
+from repro.attacks.autoattack import SQUARE_RESCALE
 from repro.config import Protocol, RunSpec, Settings
 
 # What every run reads: the model's wrapper normalizes in the attack space (ledger 2, 11).
@@ -87,12 +88,6 @@ def evaluation_record(settings: Settings, run: RunSpec, attack: str) -> dict:
             "batch_size": settings.training.batch_size_for(run.dataset)}
 
 
-# Square's step schedule in the audit's AutoAttack (attacks/autoattack.SQUARE_RESCALE, which
-# imports torch; a test keeps the two equal): in the record, so that AutoAttack JSONs made
-# with torchattacks' rescaled schedule (before it became the official one) are rebuilt.
-SQUARE_RESCALE = False
-
-
 def audit_record(settings: Settings, run: RunSpec, kind: str) -> dict:
     """What an audit JSON (audit.py) depends on beyond its checkpoint's run record: the table's
     threat model and PGD, which images in which batches, and its kind's own settings.
@@ -100,6 +95,8 @@ def audit_record(settings: Settings, run: RunSpec, kind: str) -> dict:
     Not DeepFool's settings or the averaging, which no audit reads, nor the masking checks'
     thresholds (``audit.tolerance``, ``near_zero``), which only the report reads."""
     protocol, audit = settings.protocol, settings.audit
+    # Square's schedule is in the record so that AutoAttack JSONs made with torchattacks'
+    # rescaled one (before the official one was adopted) are rebuilt.
     own = ({"autoattack": _sorted(audit.autoattack), "square_rescale": SQUARE_RESCALE}
            if kind == "autoattack" else {"epsilons": list(audit.epsilons)})
     return {"epsilon": protocol.epsilon, "space": protocol.attack_space, "clip": protocol.clip,

@@ -32,7 +32,7 @@ from repro.attacks import attacking
 COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 GRADIENT_FREE = ("square",)
 # Square's step schedule: the official code's fixed one (False), not torchattacks' default,
-# which rescales it to the query budget; audit records carry it (records.SQUARE_RESCALE).
+# which rescales it to the query budget; audit records carry it (repro.records).
 SQUARE_RESCALE = False
 
 
