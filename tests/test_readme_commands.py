@@ -46,7 +46,10 @@ def test_readme_command_dry_runs_from_the_root_with_the_default_profile(command)
 
 
 def test_the_unlock_advice_says_to_check_for_a_live_run_first():
-    """Snakemake's own LockException advice (--unlock) can break a run still alive."""
-    text = " ".join((ROOT / "README.md").read_text().split())
+    """Snakemake's own LockException advice (--unlock) can break a run still alive: the README
+    points to docs/reliability.md, which says what to check first."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "docs/reliability.md" in readme and "Directory cannot be locked" in readme
+    text = " ".join((ROOT / "docs/reliability.md").read_text().split())
     advice = text[text.index("Directory cannot be locked"):][:600]
     assert "snakemake --unlock" in advice and "make sure no other snakemake runs" in advice
