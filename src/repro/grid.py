@@ -8,6 +8,7 @@ Everything that varies (seeds, betas, layers, attacks) comes from the config's `
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,15 +236,18 @@ def eval_path(results: str, run: RunSpec, attack: str) -> Path:
     return _run_path("eval", results, run, attack=attack)
 
 
+# PATHS["eval"] read backwards: each {field} one path component
+_EVAL_FIELDS = re.compile("(?:^|/)" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)",
+                                             re.escape(PATHS["eval"])) + "$")
+
+
 def parse_eval_path(path: str | Path) -> tuple[RunSpec, str] | None:
     """The run and attack that :func:`eval_path` encodes in ``path``; None for another layout."""
-    parts = Path(path).parts
-    if len(parts) < 6 or parts[-6] != "runs" or parts[-2] != "eval" or \
-            not parts[-1].endswith(".json") or not parts[-3].startswith("seed"):
+    found = _EVAL_FIELDS.search(Path(path).as_posix())
+    if found is None:
         return None
-    dataset, name, seed, attack = parts[-5], parts[-4], parts[-3][4:], parts[-1][:-5]
     try:
-        return RunSpec.parse(dataset, name, seed), attack
+        return RunSpec.parse(found["dataset"], found["run"], found["seed"]), found["attack"]
     except ValueError:
         return None
 
